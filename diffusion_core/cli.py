@@ -1,0 +1,194 @@
+"""The ``diffill`` command line: fill, eval, train, models."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and sampling")
+    g.add_argument("--model", help="model path or name (default: $DIFFILL_MODEL or the shipped model)")
+    g.add_argument("--strategy", choices=["diffusion", "one-shot", "left-to-right"], default="diffusion")
+    g.add_argument("--steps", type=int, help="denoising passes (default: slots / --tokens-per-step)")
+    g.add_argument("--tokens-per-step", type=float, default=2.0)
+    g.add_argument("--threshold", type=float, default=0.9, help="also commit slots at least this sure (0 = off)")
+    g.add_argument("--order", choices=["confidence", "margin", "entropy", "random"], default="confidence")
+    g.add_argument("--temperature", type=float, default=0.0)
+    g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
+    g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
+    g.add_argument("--context-tokens", type=int, default=96)
+    g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _settings(args):
+    from .engine import EngineSettings
+    return EngineSettings(strategy=args.strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
+                          threshold=args.threshold or None, order=args.order, temperature=args.temperature,
+                          refine_rounds=args.refine_rounds, max_tokens=args.max_tokens,
+                          context_tokens=args.context_tokens, seed=args.seed)
+
+
+def _engine(args):
+    from .engine import InfillEngine
+    from .loading import load_model
+    return InfillEngine(load_model(args.model, threads=args.threads), _settings(args))
+
+
+def cmd_fill(args) -> int:
+    from .gaps import compile_marker, join_fills, split_gaps
+    text = sys.stdin.read() if args.file in (None, "-") else Path(args.file).read_text(encoding="utf-8")
+    pieces, spans = split_gaps(text, compile_marker(args.marker))
+    if not spans:
+        print(f"diffill: no gap marker ({args.marker or '[MASK] or ___'}) in the input", file=sys.stderr)
+        return 2
+    engine = _engine(args)
+    lengths = [args.length] * len(spans) if args.length else None
+    fills = engine.fill_gaps(pieces, lengths, candidates=args.candidates)
+    if args.json:
+        out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "score": round(f.score, 4),
+                               "tokens": f.tokens, "passes": f.passes} for f in fills],
+               "gaps": [{"start": s, "end": e} for s, e in spans], "model": str(engine.loaded.path)}
+        json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for i, f in enumerate(fills):
+        if len(fills) > 1:
+            print(f"--- candidate {i + 1} (score {f.score:.3f})")
+        sys.stdout.write(join_fills(pieces, f.texts))
+        if not text.endswith("\n"):
+            print()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import format_table, read_items, run_eval
+    items = read_items(args.data, args.limit)
+    engine = _engine(args)
+    predictions = [] if args.predictions else None
+    report = run_eval(engine, items, engine.settings, args.oracle_length, progress=not args.quiet,
+                      predictions=predictions)
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if predictions is not None:
+        with open(args.predictions, "w", encoding="utf-8") as fh:
+            for p in predictions:
+                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .loading import user_models_dir
+    from .train import TrainConfig, train
+    out = args.out or (str(user_models_dir() / args.register) if args.register else None)
+    if out is None:
+        print("diffill train: give --out DIR or --register NAME", file=sys.stderr)
+        return 2
+    _init_distributed()
+    cfg = TrainConfig(data=args.data, out=out + "/run" if args.register else out, init=args.init,
+                      tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
+                      batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
+                      schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
+                      save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
+                      time_budget_s=args.time_budget * 60 if args.time_budget else None)
+    ckpt = train(cfg, progress=not args.quiet)
+    if args.register and _rank() == 0:
+        from .export import export_model
+        export_model(ckpt, Path(out))
+        print(f"registered model {args.register!r} at {out}; use it with --model {args.register}", file=sys.stderr)
+    return 0
+
+
+def _init_distributed() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def cmd_models(args) -> int:
+    from .loading import SHIPPED_DEFAULT, user_models_dir
+    print(f"shipped default: {SHIPPED_DEFAULT} ({'present' if (SHIPPED_DEFAULT / 'config.json').exists() else 'missing'})")
+    d = user_models_dir()
+    print(f"user models dir: {d}")
+    for p in sorted(d.glob("*/config.json")) if d.exists() else []:
+        print(f"  {p.parent.name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="diffill", description="Offline masked-diffusion infilling.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fill", help="fill gap markers ([MASK] or ___) in a text")
+    p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
+    p.add_argument("--marker", help="regex of a gap marker (default: \\[MASK\\]|_{3,})")
+    p.add_argument("--length", type=int, help="tokens per gap (default: chosen by the model)")
+    p.add_argument("--candidates", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    _engine_options(p)
+    p.set_defaults(func=cmd_fill)
+
+    p = sub.add_parser("eval", help="score fills on a JSONL of {id, kind, prefix, suffix, answer}")
+    p.add_argument("data")
+    p.add_argument("--oracle-length", action="store_true", help="give the engine the answer's token count")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    p.add_argument("--predictions", metavar="OUT", help="write each prediction as JSONL")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train or fine-tune a masked LM as a text-diffusion model")
+    p.add_argument("--data", nargs="+", required=True, help="files, folders, globs or JSONL with a text field")
+    p.add_argument("--dev-data", nargs="*", help="held-out text for loss and accuracy reports")
+    p.add_argument("--init", default="default", help="scratch | default | a model name or path")
+    p.add_argument("--tokenizer", help="move the model onto this tokenizer (vocabulary transfer)")
+    p.add_argument("--out", help="checkpoint directory (resumes if it holds one)")
+    p.add_argument("--register", metavar="NAME", help="save into the user models dir under NAME")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--time-budget", type=float, help="minutes; stop and anneal by wall clock")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--schedule", choices=["linear", "cosine", "log-linear"], default="linear")
+    p.add_argument("--infill-prob", type=float, default=0.5, help="share of span-infill examples (vs random masks)")
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list the models Diffill can find")
+    p.set_defaults(func=cmd_models)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .loading import ModelLoadError
+    try:
+        return args.func(args)
+    except (ModelLoadError, ValueError, FileNotFoundError) as exc:
+        print(f"diffill: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The jobs Diffill offers, on one loaded masked LM.
+
+fill (one gap, N ranked candidates), fill_gaps (several gaps jointly),
+continue_text (empty suffix), bridge (interpolate between two passages) and
+rewrite (re-mask a passage's least confident tokens and denoise again).
+Every job takes a ``strategy``: ``diffusion`` (several steps, parallel
+commits), or the baselines ``one-shot`` (all slots in a single pass, plain
+BERT) and ``left-to-right`` (one token per pass, in reading order).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .canvas import build_canvas, decode_fill
+from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
+from .loading import LoadedModel
+from .mlm_head import MaskedLMRunner
+from .sampler import Cancelled, SamplerConfig, denoise
+
+STRATEGIES = ("diffusion", "one-shot", "left-to-right")
+__all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    strategy: str = "diffusion"
+    steps: int | None = None          # None: ceil(slots / tokens_per_step)
+    tokens_per_step: float = 2.0      # diffusion: how many slots one pass commits on average
+    threshold: float | None = 0.9     # diffusion: also commit every slot at least this sure
+    order: str = "confidence"
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    refine_rounds: int = 0
+    context_tokens: int = 96          # tokens of context kept on each side of the gaps
+    max_tokens: int = 32              # longest gap probed when the length is unknown
+    length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.max_tokens < 1 or self.context_tokens < 0:
+            raise ValueError("max_tokens must be >= 1 and context_tokens >= 0")
+        SamplerConfig(order=self.order)
+
+
+@dataclass
+class Fill:
+    text: str            # inserted text only, character-exact
+    score: float         # mean log-probability of its tokens (higher = surer)
+    tokens: int          # non-null tokens filled
+    passes: int          # forward passes spent on the whole job
+    slots: int = 0       # slots allocated (tokens + nulls)
+    texts: list[str] = field(default_factory=list)  # per gap, for joint fills
+
+
+class InfillEngine:
+    """Thread-safe wrapper: one job at a time per engine (the model is not re-entrant)."""
+
+    def __init__(self, loaded: LoadedModel, settings: EngineSettings | None = None):
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.settings = settings or EngineSettings()
+        self.runner = MaskedLMRunner(loaded.model).eval()
+        self.null_id = loaded.null_token_id
+        self.beta = float(getattr(loaded.model.config, "diffill_length_beta", DEFAULT_BETA))
+        max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
+        self.max_positions = int(max_pos)
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
+        return self.runner(ids, attention.long(), positions)
+
+    def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
+        if s.strategy == "one-shot":
+            return SamplerConfig(steps=1, order="confidence")
+        if s.strategy == "left-to-right":
+            return SamplerConfig(steps=max(1, slots), order="left-to-right")
+        steps = s.steps or max(1, math.ceil(slots / s.tokens_per_step))
+        return SamplerConfig(steps=min(steps, slots), order=s.order, temperature=s.temperature, top_k=s.top_k,
+                             top_p=s.top_p, threshold=s.threshold, refine_rounds=s.refine_rounds)
+
+    def _context(self, s: EngineSettings, slots: int, n_gaps: int) -> int:
+        # Leave room for the slots and special tokens inside the model's position limit.
+        room = (self.max_positions - 2 - slots * n_gaps) // 2
+        return max(0, min(s.context_tokens, room))
+
+    def _text_of(self, ids: list[int], anchor: list[int]) -> tuple[str, int]:
+        kept = [i for i in ids if i != self.null_id]
+        return decode_fill(self.tokenizer, anchor, kept), len(kept)
+
+    # -- jobs -----------------------------------------------------------------
+    @torch.no_grad()
+    def fill_gaps(self, pieces: list[str], lengths: list[int] | None = None, candidates: int = 1,
+                  on_step: Callable | None = None, settings: EngineSettings | None = None) -> list[Fill]:
+        """Fill the gaps between ``pieces`` jointly; ``lengths`` per gap, or None to choose.
+
+        Returns up to ``candidates`` fills, best first; ``Fill.texts`` holds one text per gap.
+        """
+        s = settings or self.settings
+        n_gaps = len(pieces) - 1
+        if n_gaps < 1:
+            raise ValueError("nothing to fill: no gap between the pieces")
+        with self._lock:
+            passes = 0
+            if lengths is None:
+                cands = [L for L in s.length_candidates if L <= s.max_tokens] or [s.max_tokens]
+                choice = probe_lengths(self._forward, self.tokenizer, pieces, self._context(s, max(cands), n_gaps),
+                                       cands, self.beta, round_up=self.null_id is not None)
+                passes += 1
+                plans = self._length_plans(choice.scores, choice.lengths, candidates)
+            else:
+                plans = [list(lengths)] * max(1, candidates)
+            ctx = self._context(s, max(max(p) for p in plans), n_gaps)
+            canvases = [build_canvas(self.tokenizer, pieces, p, ctx) for p in plans]
+            ids, known = pad_rows([c.ids for c in canvases], [c.known for c in canvases], self.tokenizer.pad_token_id)
+            cfg = self._sampler(s, max(max(p) for p in plans))
+            if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans):
+                cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
+            gen = torch.Generator().manual_seed(s.seed)
+            result = denoise(self._forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
+            passes += result.passes
+        fills = []
+        for row, canvas in enumerate(canvases):
+            texts, n_tok, logp = [], 0, []
+            for (a, b), anchor in zip(canvas.gaps, canvas.anchors):
+                text, n = self._text_of(result.ids[row, a:b].tolist(), anchor)
+                texts.append(text)
+                n_tok += n
+                logp += result.confidence[row, a:b].clamp_min(1e-9).log().tolist()
+            score = sum(logp) / max(1, len(logp))
+            fills.append(Fill(texts[0] if n_gaps == 1 else "".join(texts), score, n_tok, passes,
+                              sum(b - a for a, b in canvas.gaps), texts))
+        unique: dict[tuple, Fill] = {}
+        for f in sorted(fills, key=lambda f: f.score, reverse=True):
+            unique.setdefault(tuple(f.texts), f)
+        return list(unique.values())[:max(1, candidates)]
+
+    @staticmethod
+    def _length_plans(scores: list[dict[int, float]], best: list[int], n: int) -> list[list[int]]:
+        """The chosen lengths first, then the next-best lengths of the first gap for extra candidates."""
+        plans = [best]
+        ranked = sorted(scores[0], key=scores[0].get, reverse=True)
+        for L in ranked:
+            if len(plans) >= n:
+                break
+            if L != best[0]:
+                plans.append([L] + best[1:])
+        while len(plans) < n:
+            plans.append(best)
+        return plans
+
+    def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
+             on_step: Callable | None = None, settings: EngineSettings | None = None) -> list[Fill]:
+        """Fill one gap between ``prefix`` and ``suffix``; best candidate first."""
+        return self.fill_gaps([prefix, suffix], None if length is None else [length], candidates, on_step, settings)
+
+    def continue_text(self, prefix: str, length: int | None = None, **kw) -> list[Fill]:
+        """Write on from the end of ``prefix`` (nothing after it)."""
+        return self.fill(prefix, "", length, **kw)
+
+    def bridge(self, above: str, below: str, length: int | None = None, settings: EngineSettings | None = None,
+               **kw) -> list[Fill]:
+        """Write a passage that leads from ``above`` into ``below`` (interpolation); longer gaps allowed."""
+        s = settings or self.settings
+        s = replace(s, max_tokens=max(s.max_tokens, 48), length_candidates=tuple(sorted(
+            set(s.length_candidates) | {24, 32, 48})))
+        return self.fill(above, below, length, settings=s, **kw)
+
+    @torch.no_grad()
+    def rewrite(self, prefix: str, passage: str, suffix: str, strength: float = 0.3,
+                on_step: Callable | None = None, settings: EngineSettings | None = None) -> Fill:
+        """Re-mask the ``strength`` fraction of ``passage``'s least likely tokens and denoise them again.
+
+        Each token's likelihood comes from a batched pass in which a quarter of
+        the passage is masked per row (every token is scored while hidden).
+        """
+        s = settings or self.settings
+        tok = self.tokenizer
+        body = tok(passage, add_special_tokens=False).input_ids[: self.max_positions // 2]
+        if not body:
+            return Fill("", 0.0, 0, 0)
+        with self._lock:
+            canvas = build_canvas(tok, [prefix, suffix], [len(body)], self._context(s, len(body), 1))
+            a, b = canvas.gaps[0]
+            base = canvas.ids.clone()
+            base[a:b] = torch.tensor(body)
+            groups = min(4, len(body))
+            rows = base.repeat(groups, 1)                               # (G, T)
+            positions = torch.zeros_like(rows, dtype=torch.bool)
+            for g in range(groups):
+                positions[g, a + g:b:groups] = True
+            masked_rows = rows.masked_fill(positions, tok.mask_token_id)
+            logp = self._forward(masked_rows, positions).float().log_softmax(-1)  # (len(body), V)
+            target = rows[positions]
+            token_logp = logp.gather(-1, target[:, None]).squeeze(-1)
+            grid = torch.zeros(rows.shape)
+            grid[positions] = token_logp
+            per_token = grid.sum(0)[a:b]                                # (len(body),)
+            n_remask = max(1, round(strength * len(body)))
+            worst = per_token.argsort()[:n_remask]
+            ids = base.clone()
+            ids[a + worst] = tok.mask_token_id
+            known = torch.ones_like(ids, dtype=torch.bool)
+            known[a + worst] = False
+            cfg = self._sampler(s, n_remask)
+            result = denoise(self._forward, ids[None], known[None], tok.mask_token_id, cfg, on_step,
+                             torch.Generator().manual_seed(s.seed))
+        text, n = self._text_of(result.ids[0, a:b].tolist(), canvas.anchors[0])
+        conf = result.confidence[0, a + worst].clamp_min(1e-9).log().mean().item()
+        return Fill(text, conf, n, 1 + result.passes, len(body), [text])

@@ -1,0 +1,124 @@
+"""Find and load a masked LM: explicit path, user models dir, Hugging Face cache, shipped default.
+
+Security: weights load from ``*.safetensors`` only (``use_safetensors=True``),
+never with ``trust_remote_code``, and nothing in a model directory is ever
+unpickled.  Every failure is one ``ModelLoadError`` that says where we looked.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+APP = "diffill"
+SHIPPED_DEFAULT = Path(__file__).parent / "models" / "default"
+NULL_TOKEN = "<null>"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message says where Diffill looked and why."""
+
+
+def user_models_dir() -> Path:
+    """Where named models live: $DIFFILL_MODELS_DIR, else the platformdirs user data dir."""
+    env = os.environ.get("DIFFILL_MODELS_DIR")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir(APP)) / "models"
+
+
+def _is_model_dir(p: Path) -> bool:
+    return p.is_dir() and (p / "config.json").is_file()
+
+
+def _hf_cache_dir(name: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached, malformed id, or no hub library: just not found here
+        return None
+
+
+def resolve_model_dir(name: str | os.PathLike | None = None) -> Path:
+    """Turn a path, a model name or None (the default) into a model directory.
+
+    Order: an explicit existing path; ``<user models dir>/<name>``; the local
+    Hugging Face cache (offline); the shipped default (for None/"default").
+    """
+    name = str(name) if name not in (None, "") else os.environ.get("DIFFILL_MODEL", "default")
+    looked: list[str] = []
+    path = Path(name).expanduser()
+    looked.append(f"path {path}")
+    if _is_model_dir(path):
+        return path
+    if "/" not in name and "\\" not in name:
+        user = user_models_dir() / name
+        looked.append(f"user models dir {user}")
+        if _is_model_dir(user):
+            return user
+    if name.count("/") == 1 and not path.is_absolute() and not name.startswith("."):
+        looked.append(f"Hugging Face cache for {name!r} (offline)")
+        cached = _hf_cache_dir(name)
+        if cached is not None and _is_model_dir(cached):
+            return cached
+    if name == "default":
+        looked.append(f"shipped default {SHIPPED_DEFAULT}")
+        if _is_model_dir(SHIPPED_DEFAULT):
+            return SHIPPED_DEFAULT
+    raise ModelLoadError(f"model {name!r} not found; looked in: " + "; ".join(looked))
+
+
+@dataclass
+class LoadedModel:
+    model: object       # a transformers *ForMaskedLM in eval mode
+    tokenizer: object   # a fast tokenizer with a mask token
+    path: Path
+    null_token_id: int | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_model(name: str | os.PathLike | None = None, threads: int | None = None) -> LoadedModel:
+    """Load a masked LM for infilling, or raise ``ModelLoadError`` with a clear reason."""
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    path = resolve_model_dir(name)
+    if not list(path.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise ModelLoadError(f"{path} has no .safetensors weights (found: {found}); "
+                             "Diffill loads safetensors only and never unpickles .bin/.pt files")
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
+    except Exception as exc:  # malformed json, unknown model type, missing tokenizer files
+        raise ModelLoadError(f"{path}: cannot read config or tokenizer: {exc}") from exc
+    if tokenizer.mask_token_id is None:
+        raise ModelLoadError(f"{path}: the tokenizer has no mask token, so it is not a masked LM")
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(str(path), config=config, use_safetensors=True,
+                                                     trust_remote_code=False, local_files_only=True,
+                                                     dtype=torch.float32)
+    except Exception as exc:  # corrupt safetensors, shape mismatch, not a masked-LM family
+        raise ModelLoadError(f"{path}: cannot load masked-LM weights: {exc}") from exc
+    model.eval()
+    if threads:
+        torch.set_num_threads(threads)
+    null_name = getattr(config, "diffill_null_token", None)
+    null_id = tokenizer.convert_tokens_to_ids(null_name) if null_name else None
+    if null_id is not None and null_id == tokenizer.unk_token_id:
+        null_id = None
+    log.info("loaded %s (%s, %.1fM parameters)", path, config.model_type,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return LoadedModel(model, tokenizer, path, null_id)
+
+
+def describe(path: Path) -> dict:
+    cfg = json.loads((path / "config.json").read_text())
+    return {"path": str(path), "model_type": cfg.get("model_type"), "layers": cfg.get("num_hidden_layers")}

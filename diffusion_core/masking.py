@@ -1,0 +1,84 @@
+"""The forward (noising) process used for training.
+
+Each sequence gets a time ``t ~ U(eps, 1)`` and one of two corruptions:
+
+* ``random``: every token is masked with probability ``mask_ratio(t)``
+  (the RoBERTa-diffusion recipe);
+* ``infill``: a span aligned to word or line boundaries is cut out and
+  replaced by ``k + extra`` slots, the first ``k`` targets being the span and
+  the ``extra`` ones the null token, so the model learns to leave
+  over-allocated slots empty; each slot is then masked with probability
+  ``mask_ratio(t)`` (at least one), as at an intermediate step of sampling.
+
+Loss targets are -100 where no loss is taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .schedule import NoiseSchedule
+
+
+@dataclass
+class Corrupted:
+    input_ids: list[int]
+    labels: list[int]  # -100 = no loss
+    weight: float      # per-sequence loss weight, already divided by the number of slots at risk
+
+
+class BoundaryTable:
+    """Per-vocabulary flags to find word and line boundaries from token ids alone.
+
+    Byte-level BPE spells a leading space 'Ġ', a newline 'Ċ' and a tab 'ĉ'.
+    """
+
+    def __init__(self, tokenizer):
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.opens_word = np.array([p[:1] in ("Ġ", "Ċ", "ĉ") for p in pieces], dtype=bool)
+        self.has_newline = np.array(["Ċ" in p for p in pieces], dtype=bool)
+        self.ends_line = np.array([p.endswith("Ċ") for p in pieces], dtype=bool)
+
+    def __call__(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(word_start, has_newline) for each token of ``ids``."""
+        word_start = self.opens_word[ids].copy()
+        word_start[1:] |= self.ends_line[ids[:-1]]
+        word_start[0] = True
+        return word_start, self.has_newline[ids]
+
+
+def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: np.random.Generator, schedule: NoiseSchedule,
+            mask_id: int, null_id: int | None, eps: float = 0.05, infill_prob: float = 0.5,
+            max_span_words: int = 24) -> Corrupted:
+    t = float(rng.uniform(eps, 1.0))
+    ratio = schedule.mask_ratio(t)
+    weight = schedule.loss_weight(t)
+    ids = window.astype(np.int64)
+    if null_id is None or rng.random() >= infill_prob:
+        masked = rng.random(len(ids)) < ratio
+        if not masked.any():
+            masked[rng.integers(len(ids))] = True
+        labels = np.where(masked, ids, -100)
+        inputs = np.where(masked, mask_id, ids)
+        return Corrupted(inputs.tolist(), labels.tolist(), weight / len(ids))
+    boundary = np.flatnonzero(starts)
+    b = int(rng.integers(len(boundary)))
+    start = int(boundary[b])
+    if rng.random() < 0.3:  # line tail: up to the next newline
+        after = np.flatnonzero(newlines[start + 1:])
+        end = start + 1 + int(after[0]) if len(after) else len(ids)
+    else:
+        words = int(rng.integers(1, max_span_words + 1))
+        end = int(boundary[b + words]) if b + words < len(boundary) else len(ids)
+    span = ids[start:end]
+    extra = int(rng.integers(0, len(span) + 3))
+    slots = np.concatenate([span, np.full(extra, null_id)])[: len(ids) - start]
+    keep_suffix = max(0, len(ids) - start - len(slots))  # total length stays len(ids)
+    suffix = ids[end:end + keep_suffix]
+    masked = rng.random(len(slots)) < ratio
+    if not masked.any():
+        masked[rng.integers(len(slots))] = True
+    inputs = np.concatenate([ids[:start], np.where(masked, mask_id, slots), suffix])
+    labels = np.concatenate([np.full(start, -100), np.where(masked, slots, -100), np.full(len(suffix), -100)])
+    return Corrupted(inputs.tolist(), labels.tolist(), weight / len(slots))

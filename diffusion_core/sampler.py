@@ -1,0 +1,168 @@
+"""The reverse process: turn mask slots into tokens over several denoising steps.
+
+``denoise`` is one pure function over a batch of canvases (LLaDA's
+``generate`` in spirit): every step it predicts all still-masked slots,
+ranks the predictions by an unmasking order, and commits the best of them;
+the noise schedule says how many must be committed by each step, and a
+confidence threshold lets it commit more at once (parallel decoding, as in
+Fast-dLLM).  Optional Mask-Predict refinement then re-masks the least
+confident committed tokens and predicts them again.  Nothing here knows a
+token id except through its arguments.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .schedule import NoiseSchedule
+
+ORDERS = ("confidence", "margin", "entropy", "random", "left-to-right")
+
+# forward(ids (B,T), positions (B,T) bool) -> logits (N,V) at the N True positions, row-major.
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Cancelled(Exception):
+    """Raised by an ``on_step`` callback to stop denoising between two steps."""
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 8                    # at most this many passes (before refinement)
+    order: str = "confidence"         # which slots to commit first
+    temperature: float = 0.0          # 0 = greedy
+    top_k: int = 0                    # 0 = off
+    top_p: float = 1.0                # 1 = off
+    threshold: float | None = None    # also commit every slot whose confidence reaches this
+    refine_rounds: int = 0            # Mask-Predict rounds after the first fill
+    schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"unknown unmasking order {self.order!r}; choose one of {', '.join(ORDERS)}")
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        NoiseSchedule(self.schedule)
+
+
+@dataclass
+class Denoised:
+    ids: torch.Tensor         # (B, T) with every slot committed
+    confidence: torch.Tensor  # (B, T) probability of each committed token when it was committed (1 where known)
+    passes: int               # forward passes spent
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest prefix reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return logits
+
+
+def _predict(logits: torch.Tensor, cfg: SamplerConfig, generator: torch.Generator | None):
+    """(token (N,), confidence (N,), rank score (N,)) for N masked slots' logits (N, V)."""
+    probs = logits.float().softmax(-1)                                  # (N, V)
+    if cfg.temperature > 0:
+        filtered = _filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p)
+        token = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(-1)
+    else:
+        token = probs.argmax(-1)
+    conf = probs.gather(-1, token[:, None]).squeeze(-1)                  # (N,)
+    if cfg.order == "margin":
+        top2 = probs.topk(2, dim=-1).values
+        score = top2[:, 0] - top2[:, 1]
+    elif cfg.order == "entropy":
+        score = (probs * probs.clamp_min(1e-12).log()).sum(-1)          # -H: higher = surer
+    elif cfg.order == "random":
+        score = torch.rand(conf.shape, generator=generator)
+    else:  # confidence; left-to-right is decided by position in _commit
+        score = conf
+    return token, conf, score
+
+
+def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg: SamplerConfig,
+                  schedule: NoiseSchedule) -> torch.Tensor:
+    """Per row: how many slots the schedule requires to be committed at this step."""
+    target = torch.tensor([schedule.masked_after_step(int(n), step, cfg.steps) for n in initial])
+    return (remaining - target).clamp_min(0)
+
+
+def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,
+            on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+            generator: torch.Generator | None = None) -> Denoised:
+    """Fill every slot of ``ids`` (B, T) that is not ``known`` (B, T) and holds ``mask_id``.
+
+    Each step runs ``forward`` once on all rows, predicts the still-masked
+    slots, and commits per row the k best by ``cfg.order`` (k from the noise
+    schedule, so all are committed by step ``cfg.steps``), plus any slot whose
+    confidence reaches ``cfg.threshold``.  ``on_step(step, total, ids)`` is
+    called after each pass; raising ``Cancelled`` there stops the run.
+    Known positions are never written.  Returns the filled ids, each token's
+    confidence at commit time, and the number of passes.
+    """
+    schedule = NoiseSchedule(cfg.schedule)
+    ids = ids.clone()
+    confidence = torch.ones(ids.shape, dtype=torch.float32)
+    masked = (ids == mask_id) & ~known                                  # (B, T)
+    initial = masked.sum(1)                                             # (B,)
+    positions = torch.arange(ids.shape[1]).expand_as(ids)               # (B, T)
+    passes, step = 0, 0
+    total = cfg.steps + cfg.refine_rounds
+    while masked.any():
+        step += 1
+        logits = forward(ids, masked)                                   # (N, V)
+        passes += 1
+        token, conf, score = _predict(logits, cfg, generator)
+        if cfg.order == "left-to-right":
+            score = -positions[masked].float()
+        # scatter the N predictions back onto the (B, T) grid
+        grid_score = torch.full(ids.shape, float("-inf"))
+        grid_score[masked] = score.float()
+        grid_token = ids.clone()
+        grid_token[masked] = token
+        grid_conf = torch.zeros(ids.shape)
+        grid_conf[masked] = conf
+        need = _commit_count(initial, masked.sum(1), min(step, cfg.steps), cfg, schedule)  # (B,)
+        ranks = grid_score.argsort(dim=1, descending=True).argsort(dim=1)  # (B, T): 0 = best
+        commit = masked & (ranks < need[:, None])
+        if cfg.threshold is not None and cfg.order != "left-to-right":
+            commit |= masked & (grid_conf >= cfg.threshold)
+        ids[commit] = grid_token[commit]
+        confidence[commit] = grid_conf[commit]
+        masked &= ~commit
+        if on_step is not None:
+            on_step(step, total, ids)
+    for round_ in range(1, cfg.refine_rounds + 1):
+        ids, confidence = _refine_round(forward, ids, known, confidence, initial, mask_id, round_, cfg, generator)
+        passes += 1
+        if on_step is not None:
+            on_step(step + round_, total, ids)
+    return Denoised(ids, confidence, passes)
+
+
+def _refine_round(forward, ids, known, confidence, initial, mask_id, round_, cfg, generator):
+    """Mask-Predict: re-mask the n least confident generated tokens (n shrinking each round) and
+    predict them again in one pass."""
+    n_remask = (initial.float() * (cfg.refine_rounds - round_ + 1) / (cfg.refine_rounds + 1)).long()  # (B,)
+    generated = ~known
+    score = torch.where(generated, confidence, torch.full_like(confidence, float("inf")))
+    ranks = score.argsort(dim=1).argsort(dim=1)
+    remask = generated & (ranks < n_remask[:, None])
+    if not remask.any():
+        return ids, confidence
+    ids = ids.clone()
+    ids[remask] = mask_id
+    token, conf, _ = _predict(forward(ids, remask), SamplerConfig(temperature=cfg.temperature, top_k=cfg.top_k,
+                                                                  top_p=cfg.top_p), generator)
+    ids[remask] = token
+    confidence = confidence.clone()
+    confidence[remask] = conf
+    return ids, confidence

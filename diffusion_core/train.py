@@ -1,0 +1,236 @@
+"""``diffill train``: fine-tune or train a masked LM as a text-diffusion model.
+
+One loop serves a single process and ``torchrun`` (DDP, gloo on CPU): each
+rank draws its own batches from a seed derived from (seed, rank, step), so a
+resumed run draws exactly the batches it would have drawn.  Checkpoints are
+Hugging Face directories (safetensors + tokenizer.json + config.json) plus
+``trainer_state.json`` and ``optimizer.safetensors``; nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from .corpus import token_cache
+from .masking import BoundaryTable, corrupt
+from .mlm_head import MaskedLMRunner
+from .schedule import NoiseSchedule
+
+log = logging.getLogger(__name__)
+NULL_TOKEN = "<null>"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    init: str = "scratch"            # scratch | default | PATH (masked LM or bare encoder)
+    tokenizer: str | None = None     # PATH: move the model onto this tokenizer (vocabulary transfer)
+    dev_data: list[str] = field(default_factory=list)
+    steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    schedule: str = "linear"
+    infill_prob: float = 0.5
+    eval_every: int = 200
+    eval_batches: int = 8
+    save_every: int = 200
+    seed: int = 0
+    threads: int | None = None
+    bf16: bool = False
+    time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _load_start(cfg: TrainConfig, resume_dir: Path | None):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from . import model_init
+    from .loading import resolve_model_dir
+    if resume_dir is not None:
+        tok = AutoTokenizer.from_pretrained(str(resume_dir))
+        return AutoModelForMaskedLM.from_pretrained(str(resume_dir), use_safetensors=True), tok
+    if cfg.init == "scratch":
+        if not cfg.tokenizer:
+            raise ValueError("--init scratch needs --tokenizer PATH (a tokenizer.json directory)")
+        tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        return model_init.from_scratch(tok), tok
+    init_dir = resolve_model_dir(cfg.init)
+    tok = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else None
+    model = model_init.from_pretrained(init_dir, tok)
+    return model, tok or AutoTokenizer.from_pretrained(str(init_dir))
+
+
+def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table: BoundaryTable, tok, null_id):
+    span = cfg.seq_len - 2
+    starts = rng.integers(0, max(1, len(tokens) - span), size=cfg.batch_size)
+    schedule = NoiseSchedule(cfg.schedule)
+    rows, labels, weights = [], [], []
+    for s in starts:
+        window = np.asarray(tokens[s:s + span], dtype=np.int64)
+        word_start, newline = table(window)
+        c = corrupt(window, word_start, newline, rng, schedule, tok.mask_token_id, null_id, infill_prob=cfg.infill_prob)
+        rows.append([tok.cls_token_id] + c.input_ids + [tok.sep_token_id])
+        labels.append([-100] + c.labels + [-100])
+        weights.append(c.weight)
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    lab = torch.full((len(rows), width), -100)
+    for i, (r, l) in enumerate(zip(rows, labels)):
+        ids[i, :len(r)] = torch.tensor(r)
+        lab[i, :len(l)] = torch.tensor(l)
+    return ids, (ids != tok.pad_token_id).long(), lab, torch.tensor(weights)
+
+
+def _loss(runner, ids, attention, labels, weights, bf16: bool):
+    positions = labels != -100                                   # (B, T)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = runner(ids, attention, positions)               # (N, V)
+    ce = torch.nn.functional.cross_entropy(logits.float(), labels[positions], reduction="none")  # (N,)
+    row_weight = weights.unsqueeze(1).expand_as(labels)[positions]  # (N,)
+    loss = (ce * row_weight).sum() / ids.shape[0]
+    acc = (logits.argmax(-1) == labels[positions]).float().mean()
+    return loss, ce.mean().detach(), acc.detach()
+
+
+def _save(model, tok, optimizer, state: dict, out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    flat = {}
+    for i, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            flat[f"{i}.{k}"] = v.detach().clone() if torch.is_tensor(v) else torch.tensor(v)
+    save_file(flat, str(tmp / "optimizer.safetensors"))
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def _restore_optimizer(optimizer, path: Path) -> None:
+    flat = load_file(str(path))
+    sd = optimizer.state_dict()
+    for key, value in flat.items():
+        i, name = key.split(".", 1)
+        sd["state"].setdefault(int(i), {})[name] = value
+    optimizer.load_state_dict(sd)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the final checkpoint directory."""
+    from tqdm import tqdm
+    rank, world = _rank_world()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(os.path.expanduser(cfg.out))
+    ckpt = out / "checkpoint"
+    resume = ckpt if (ckpt / "trainer_state.json").exists() else None
+    model, tok = _load_start(cfg, resume)
+    if tok.mask_token_id is None:
+        raise ValueError("the tokenizer has no mask token; a masked LM needs one")
+    null_id = tok.convert_tokens_to_ids(NULL_TOKEN) if NULL_TOKEN in tok.get_vocab() else None
+    if null_id is not None:
+        model.config.diffill_null_token = NULL_TOKEN
+    model.config.diffill_schedule = cfg.schedule
+    tokens = token_cache(cfg.data, tok, out / "cache")
+    dev_tokens = token_cache(cfg.dev_data, tok, out / "cache") if cfg.dev_data else None
+    table = BoundaryTable(tok)
+    runner = MaskedLMRunner(model)
+    trained = torch.nn.parallel.DistributedDataParallel(runner) if world > 1 else runner
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    state = {"step": 0, "tokens": 0, "history": [], "config": asdict(cfg)}
+    if resume is not None:
+        state.update(json.loads((resume / "trainer_state.json").read_text()), config=asdict(cfg))
+        _restore_optimizer(optimizer, resume / "optimizer.safetensors")
+        log.info("resumed from %s at step %d", resume, state["step"])
+
+    def progress_frac(step: int) -> float:
+        frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        if cfg.time_budget_s:
+            frac = max(frac, state.get("elapsed_s", 0.0) / cfg.time_budget_s)
+        return frac
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        frac = progress_frac(step)
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+    bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress or rank != 0, file=sys.stderr,
+               unit="step", dynamic_ncols=True)
+    t0, tokens_at_t0 = time.time(), state["tokens"]
+    model.train()
+    elapsed_at_t0 = state.get("elapsed_s", 0.0)
+    while state["step"] < cfg.steps and progress_frac(state["step"]) < 1.0:
+        step = state["step"]
+        rng = np.random.default_rng([cfg.seed, rank, step])
+        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss, ce, acc = _loss(trained, ids, attention, labels, weights, cfg.bf16)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state["step"] += 1
+        state["tokens"] += int(attention.sum()) * world
+        state["elapsed_s"] = elapsed_at_t0 + time.time() - t0
+        if world > 1 and cfg.time_budget_s:  # ranks must agree on when to stop
+            clock = torch.tensor([state["elapsed_s"]])
+            dist.all_reduce(clock, op=dist.ReduceOp.MAX)
+            state["elapsed_s"] = float(clock)
+        rate = (state["tokens"] - tokens_at_t0) / max(1e-6, time.time() - t0)
+        bar.set_postfix(loss=f"{loss.item():.3f}", ce=f"{ce.item():.3f}", acc=f"{acc.item():.3f}", tok_s=f"{rate:.0f}")
+        bar.update(1)
+        done = state["step"] == cfg.steps or progress_frac(state["step"]) >= 1.0
+        if dev_tokens is not None and (state["step"] % cfg.eval_every == 0 or done):
+            record = dict(step=state["step"], tokens=state["tokens"], **evaluate(runner, dev_tokens, cfg, table, tok, null_id))
+            state["history"].append(record)
+            if rank == 0:
+                bar.write(json.dumps(record), file=sys.stderr)
+            model.train()
+        if rank == 0 and (state["step"] % cfg.save_every == 0 or done):
+            _save(model, tok, optimizer, state, ckpt)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return ckpt
+
+
+@torch.no_grad()
+def evaluate(runner, tokens: np.ndarray, cfg: TrainConfig, table, tok, null_id) -> dict:
+    """Held-out masked-token cross-entropy and top-1 accuracy on fixed batches."""
+    runner.eval()
+    rng = np.random.default_rng([cfg.seed, 10_000])
+    ces, accs = [], []
+    for _ in range(cfg.eval_batches):
+        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id)
+        _, ce, acc = _loss(runner, ids, attention, labels, weights, False)
+        ces.append(ce.item())
+        accs.append(acc.item())
+    return {"dev_ce": round(float(np.mean(ces)), 4), "dev_acc": round(float(np.mean(accs)), 4)}

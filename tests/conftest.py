@@ -1,0 +1,47 @@
+"""Tiny real models built in-process: a byte-level BPE tokenizer trained on a few
+paragraphs and a randomly initialised 1-layer BERT masked LM, saved as a real
+Hugging Face model directory (config.json, model.safetensors, tokenizer.json)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_TEXT = """The quick brown fox jumps over the lazy dog. A language server answers requests from an editor.
+def add(a, b):
+    return a + b
+
+class Point:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+Masked diffusion fills gaps in the middle of text, seeing both sides of the gap at once.
+Émile a mangé 🍎 et 日本語 のテキスト. Combining: e\u0301. Tabs\tand  double  spaces.
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from transformers import BertConfig, BertForMaskedLM
+    from diffusion_core.tokenizer_train import train_tokenizer
+    out = tmp_path_factory.mktemp("tiny-model")
+    tok = train_tokenizer([TINY_TEXT] * 4, vocab_size=400, out_dir=out)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg.diffill_null_token = "<null>"
+    BertForMaskedLM(cfg).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from diffusion_core.loading import load_model
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture()
+def engine(tiny_loaded):
+    from diffusion_core.engine import InfillEngine
+    return InfillEngine(tiny_loaded)

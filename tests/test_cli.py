@@ -1,0 +1,65 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from diffusion_core.cli import main
+
+
+def test_fill_json_round_trips_the_text(tiny_model_dir, capsys, monkeypatch):
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("def add(a, b):\n    return [MASK]\n\nx = ___ + 1\n"))
+    assert main(["fill", "-", "--model", str(tiny_model_dir), "--json", "--candidates", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    best = out["candidates"][0]
+    assert len(best["fills"]) == 2
+    a, b = best["fills"]
+    assert best["text"] == f"def add(a, b):\n    return {a}\n\nx = {b} + 1\n"
+
+
+def test_fill_without_marker_is_an_error(tiny_model_dir, tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text("no gaps here")
+    assert main(["fill", str(f), "--model", str(tiny_model_dir)]) == 2
+    assert "no gap marker" in capsys.readouterr().err
+
+
+def test_fill_with_custom_marker_and_length(tiny_model_dir, tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text("The quick <?> fox")
+    assert main(["fill", str(f), "--model", str(tiny_model_dir), "--marker", "<\\?>", "--length", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("The quick ") and out.rstrip("\n").endswith(" fox")
+
+
+@pytest.mark.parametrize("strategy", ["diffusion", "one-shot", "left-to-right"])
+def test_eval_reports_per_kind_and_overall(tiny_model_dir, tmp_path, capsys, strategy):
+    data = tmp_path / "dev.jsonl"
+    rows = [{"id": "1", "kind": "prose", "prefix": "The quick ", "suffix": " fox", "answer": "brown"},
+            {"id": "2", "kind": "code", "prefix": "def add(a, b):\n    return ", "suffix": "\n", "answer": "a + b"},
+            {"id": "3", "kind": "code", "prefix": "x = ", "suffix": "", "answer": "1"}]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "report.json"
+    assert main(["eval", str(data), "--model", str(tiny_model_dir), "--strategy", strategy, "--json", str(out),
+                 "--oracle-length", "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"prose", "code", "overall"}
+    assert report["overall"]["n"] == 3 and report["code"]["n"] == 2
+    for key in ("exact", "exact_ci", "char_sim", "passes", "passes_per_token", "latency_ms"):
+        assert key in report["overall"]
+    assert "overall" in capsys.readouterr().out
+
+
+def test_eval_reports_a_bad_line(tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "dev.jsonl"
+    data.write_text('{"prefix": "a"}\n')
+    assert main(["eval", str(data), "--model", str(tiny_model_dir)]) == 2
+    assert "missing field" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(tiny_model_dir):
+    r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "-", "--model", str(tiny_model_dir)],
+                       input="Hello [MASK] world", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Hello ") and r.stdout.rstrip("\n").endswith(" world")

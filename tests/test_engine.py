@@ -1,0 +1,118 @@
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from diffusion_core.canvas import build_canvas, decode_fill, window_ids
+from diffusion_core.engine import STRATEGIES, EngineSettings, InfillEngine
+from diffusion_core.sampler import Cancelled
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_fills_a_gap_with_the_expected_pass_count(engine, strategy):
+    s = EngineSettings(strategy=strategy, threshold=None)
+    fill = engine.fill("def add(a, b):\n    return ", "\n", length=6, settings=s)[0]
+    assert fill.slots == 6
+    expected = {"one-shot": 1, "left-to-right": 6, "diffusion": 3}[strategy]
+    assert fill.passes == expected
+
+
+def test_unknown_length_costs_one_probe_pass(engine):
+    fill = engine.fill("The quick brown ", " over the lazy dog.", settings=EngineSettings(strategy="one-shot"))[0]
+    assert fill.passes == 2
+    assert 1 <= fill.slots <= 32
+
+
+def test_joint_fill_returns_one_text_per_gap(engine):
+    fills = engine.fill_gaps(["The ", " fox ", " over the ", "."], lengths=[2, 3, 1])
+    assert len(fills[0].texts) == 3
+    assert fills[0].slots == 6
+
+
+def test_candidates_are_distinct_and_ranked(engine):
+    fills = engine.fill("class Point:\n    def ", "(self):\n", candidates=4)
+    assert 1 <= len(fills) <= 4
+    assert len({tuple(f.texts) for f in fills}) == len(fills)
+    assert [f.score for f in fills] == sorted((f.score for f in fills), reverse=True)
+
+
+def test_continue_bridge_and_rewrite_run(engine):
+    assert engine.continue_text("Masked diffusion fills", length=4)[0].slots == 4
+    assert engine.bridge("First paragraph.\n\n", "\n\nLast paragraph.")[0].slots >= 1
+    out = engine.rewrite("Before. ", "The quick brown fox jumps over the lazy dog.", " After.", strength=0.3)
+    assert out.passes >= 2 and isinstance(out.text, str)
+
+
+def test_null_slots_are_dropped(tiny_loaded):
+    # Bias the head towards the null token: every slot says "nothing here".
+    model = tiny_loaded.model
+    bias = model.cls.predictions.decoder.bias if model.cls.predictions.decoder.bias is not None \
+        else model.cls.predictions.bias
+    saved = bias.data.clone()
+    try:
+        bias.data[tiny_loaded.null_token_id] = 100.0
+        fill = InfillEngine(tiny_loaded).fill("The quick ", " fox.", length=5)[0]
+        assert fill.text == "" and fill.tokens == 0 and fill.slots == 5
+    finally:
+        bias.data.copy_(saved)
+
+
+def test_cancellation_propagates_between_steps(engine):
+    calls = []
+
+    def stop(step, total, ids):
+        calls.append(step)
+        raise Cancelled()
+    with pytest.raises(Cancelled):
+        engine.fill("The quick ", " dog.", length=8, on_step=stop)
+    assert calls == [1]
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match="strategy"):
+        EngineSettings(strategy="beam")
+
+
+def test_canvas_keeps_context_windows_and_gap_slots(tiny_loaded):
+    tok = tiny_loaded.tokenizer
+    canvas = build_canvas(tok, ["a " * 500, " b" * 500], [4], context_tokens=10)
+    (s, e), = canvas.gaps
+    assert e - s == 4 and len(canvas.ids) <= 2 + 10 + 4 + 10
+    assert (canvas.ids[s:e] == tok.mask_token_id).all() and not canvas.known[s:e].any()
+
+
+text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=text, suffix=text)
+def test_known_text_round_trips_exactly(tiny_loaded, prefix, suffix):
+    """Each side is tokenized alone, so its tokens decode back to exactly the same characters."""
+    tok = tiny_loaded.tokenizer
+    kw = dict(clean_up_tokenization_spaces=False)
+    assert tok.decode(window_ids(tok, prefix, 10_000, "tail"), **kw) == prefix
+    assert tok.decode(window_ids(tok, suffix, 10_000, "head"), **kw) == suffix
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=text, suffix=text)
+def test_fill_is_only_the_inserted_text(tiny_loaded, prefix, suffix):
+    engine = InfillEngine(tiny_loaded, EngineSettings(strategy="one-shot", max_tokens=4))
+    fill = engine.fill(prefix, suffix)[0]
+    tok = tiny_loaded.tokenizer
+    ids = tok(fill.text, add_special_tokens=False).input_ids
+    # byte-level BPE: the fill is a decodable string of at most the allocated slots' worth of tokens
+    assert tok.decode(ids, clean_up_tokenization_spaces=False) == fill.text
+    assert fill.tokens <= fill.slots
+
+
+def test_decode_fill_keeps_wordpiece_spacing():
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    from transformers import PreTrainedTokenizerFast
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s"])}
+    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.decoder = decoders.WordPiece()
+    tok = PreTrainedTokenizerFast(tokenizer_object=wp, mask_token="[MASK]", pad_token="[PAD]", unk_token="[UNK]")
+    assert decode_fill(tok, [5, 6], [7]) == " sat"
+    assert decode_fill(tok, [5, 6], [8]) == "s"
