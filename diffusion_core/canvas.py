@@ -96,5 +96,10 @@ def decode_fill(tokenizer, anchor: list[int], fill: list[int]) -> str:
         before = tokenizer.decode(anchor, **kw)
         both = tokenizer.decode(anchor + fill, **kw)
         if both.startswith(before):
-            return both[len(before):]
-    return tokenizer.decode(fill, clean_up_tokenization_spaces=False)
+            return _complete_chars(both[len(before):])
+    return _complete_chars(tokenizer.decode(fill, clean_up_tokenization_spaces=False))
+
+
+def _complete_chars(text: str) -> str:
+    # Byte-level tokens can end inside a UTF-8 sequence; never insert the replacement character.
+    return text.replace("\ufffd", "")

@@ -85,29 +85,48 @@ def cmd_eval(args) -> int:
 def cmd_train(args) -> int:
     from .loading import user_models_dir
     from .train import TrainConfig, train
-    out = args.out or (str(user_models_dir() / args.register) if args.register else None)
+    if args.register and (not args.register.strip() or any(c in args.register for c in "/\\")
+                          or args.register in (".", "..")):
+        print(f"diffill train: --register takes a plain name, not {args.register!r}", file=sys.stderr)
+        return 2
+    # A registered model lives in <user models dir>/NAME; unless --out says otherwise its training
+    # run (checkpoint, token cache) sits beside it in NAME/run, so a second invocation resumes.
+    dest = user_models_dir() / args.register if args.register else None
+    out = args.out or (str(dest / "run") if dest is not None else None)
     if out is None:
         print("diffill train: give --out DIR or --register NAME", file=sys.stderr)
         return 2
     _init_distributed()
-    cfg = TrainConfig(data=args.data, out=out + "/run" if args.register else out, init=args.init,
-                      tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
-                      batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
-                      schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
-                      save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
-                      time_budget_s=args.time_budget * 60 if args.time_budget else None)
-    ckpt = train(cfg, progress=not args.quiet)
-    if args.register and _rank() == 0:
-        from .export import export_model
-        export_model(ckpt, Path(out))
-        print(f"registered model {args.register!r} at {out}; use it with --model {args.register}", file=sys.stderr)
+    try:
+        cfg = TrainConfig(data=args.data, out=out, init=args.init,
+                          tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
+                          batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
+                          schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
+                          save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
+                          time_budget_s=args.time_budget * 60 if args.time_budget else None)
+        ckpt = train(cfg, progress=not args.quiet)
+        if dest is not None and _rank() == 0:
+            from .export import export_model
+            export_model(ckpt, dest)
+            print(f"registered model {args.register!r} at {dest}; use it with --model {args.register}",
+                  file=sys.stderr)
+    finally:
+        _finish_distributed()
     return 0
 
 
 def _init_distributed() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         import torch.distributed as dist
-        dist.init_process_group("gloo")
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+
+def _finish_distributed() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _rank() -> int:
@@ -170,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="start the language server (stdio by default)")
+    from server.__main__ import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=lambda a: __import__("server.__main__", fromlist=["serve"]).serve(a))
 
     p = sub.add_parser("models", help="list the models Diffill can find")
     p.set_defaults(func=cmd_models)

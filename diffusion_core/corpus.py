@@ -50,9 +50,9 @@ def iter_texts(sources: list[str]) -> Iterator[str]:
 
 def token_cache(sources: list[str], tokenizer, cache_dir: str | Path) -> np.ndarray:
     """Token ids of all ``sources`` as one memory-mapped array (built once per sources+tokenizer)."""
-    key = hashlib.sha1(json.dumps([sorted(sources), tokenizer.backend_tokenizer.to_str()[:100000],
-                                   [(s, Path(os.path.expanduser(s)).stat().st_mtime if Path(os.path.expanduser(s)).exists() else 0)
-                                    for s in sources]]).encode()).hexdigest()[:16]
+    files = [(str(f), f.stat().st_mtime_ns, f.stat().st_size) for s in sorted(sources) for f in _expand(s)]
+    vocab = hashlib.sha1(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([sorted(sources), vocab, files]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"tokens-{key}.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,8 @@ def token_cache(sources: list[str], tokenizer, cache_dir: str | Path) -> np.ndar
         eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
 
         def flush():
+            if not batch:
+                return
             for ids in tokenizer(batch, add_special_tokens=False).input_ids:
                 chunks.append(np.asarray(ids + [eos], dtype=dtype))
             batch.clear()
@@ -71,7 +73,7 @@ def token_cache(sources: list[str], tokenizer, cache_dir: str | Path) -> np.ndar
         flush()
         if not chunks:
             raise ValueError(f"the training sources {sources} hold no text")
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: DDP ranks build it at once
         np.save(tmp, np.concatenate(chunks))
         tmp.replace(path)
     return np.load(path, mmap_mode="r")

@@ -30,6 +30,11 @@ def _vocab_transfer(new_tok, old_tok, old_emb: torch.Tensor, new_emb: torch.Tens
     lowercase = bool(getattr(old_tok, "do_lower_case", False)) or old_tok("A", add_special_tokens=False).input_ids == \
         old_tok("a", add_special_tokens=False).input_ids
     fallback = 0
+    old_vocab = old_tok.get_vocab()
+    if old_tok.unk_token_id is not None:
+        unk_emb = old_emb[old_tok.unk_token_id]
+    else:  # e.g. a byte-level BPE without an unk token
+        unk_emb = old_emb.mean(0)
     special = {t: getattr(old_tok, f"{n}_token", None) for t, n in
                [(new_tok.mask_token, "mask"), (new_tok.pad_token, "pad"), (new_tok.unk_token, "unk"),
                 (new_tok.cls_token, "cls"), (new_tok.sep_token, "sep")]}
@@ -38,13 +43,19 @@ def _vocab_transfer(new_tok, old_tok, old_emb: torch.Tensor, new_emb: torch.Tens
         if piece in special and special[piece] is not None:
             new_emb[new_id] = old_emb[old_tok.convert_tokens_to_ids(special[piece])]
             continue
-        text = new_tok.decode([new_id], clean_up_tokenization_spaces=False).strip()
+        raw = new_tok.decode([new_id], clean_up_tokenization_spaces=False)
+        old_id = old_vocab.get(piece) if piece is not None else None
+        if old_id is not None and old_id < len(old_emb) and \
+                old_tok.decode([old_id], clean_up_tokenization_spaces=False) == raw:
+            new_emb[new_id] = old_emb[old_id]  # the same piece meaning the same text: keep what it learned
+            continue
+        text = raw.strip()
         text = text.lower() if lowercase else text
         old_ids = [i for i in old_tok(text, add_special_tokens=False).input_ids if i != old_tok.unk_token_id] if text else []
         if old_ids:
             new_emb[new_id] = old_emb[old_ids].mean(0)
         else:  # whitespace runs, control bytes, <null>: start near the unk embedding
-            new_emb[new_id] = old_emb[old_tok.unk_token_id] + 0.02 * torch.randn_like(new_emb[new_id])
+            new_emb[new_id] = unk_emb + 0.02 * torch.randn_like(new_emb[new_id])
             fallback += 1
     return fallback
 

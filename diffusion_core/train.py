@@ -8,6 +8,7 @@ Hugging Face directories (safetensors + tokenizer.json + config.json) plus
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -137,6 +138,23 @@ def _restore_optimizer(optimizer, path: Path) -> None:
     optimizer.load_state_dict(sd)
 
 
+def _param_checksum(model) -> str:
+    """sha256 over every parameter's name and float32 bytes, in a fixed order."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _gather_checksums(local: str, world: int) -> list[str]:
+    if world == 1:
+        return [local]
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, local)
+    return gathered
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Run (or resume) training; returns the final checkpoint directory."""
     from tqdm import tqdm
@@ -190,6 +208,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         step = state["step"]
         rng = np.random.default_rng([cfg.seed, rank, step])
         ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id)
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout too, so a resumed run repeats the same steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         loss, ce, acc = _loss(trained, ids, attention, labels, weights, cfg.bf16)
@@ -214,6 +233,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if rank == 0:
                 bar.write(json.dumps(record), file=sys.stderr)
             model.train()
+        if done:  # every rank reaches this on the same step; DDP ranks must end with identical weights
+            state["param_sha256"] = _gather_checksums(_param_checksum(model), world)
+            if len(set(state["param_sha256"])) > 1:
+                log.error("DDP ranks ended with different parameters: %s", state["param_sha256"])
+            elif rank == 0:
+                log.info("parameter checksum %s (%d rank(s))", state["param_sha256"][0], world)
         if rank == 0 and (state["step"] % cfg.save_every == 0 or done):
             _save(model, tok, optimizer, state, ckpt)
     bar.close()

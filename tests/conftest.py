@@ -3,6 +3,7 @@ paragraphs and a randomly initialised 1-layer BERT masked LM, saved as a real
 Hugging Face model directory (config.json, model.safetensors, tokenizer.json)."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,18 +22,33 @@ Masked diffusion fills gaps in the middle of text, seeing both sides of the gap 
 """
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def build_tiny_model(out: Path, hidden: int = 32, layers: int = 1) -> Path:
+    """Write a real model directory: trained tokenizer + randomly initialised BERT masked LM."""
     from transformers import BertConfig, BertForMaskedLM
     from diffusion_core.tokenizer_train import train_tokenizer
-    out = tmp_path_factory.mktemp("tiny-model")
+    if (out / "model.safetensors").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer([TINY_TEXT] * 4, vocab_size=400, out_dir=out)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
     cfg.diffill_null_token = "<null>"
     BertForMaskedLM(cfg).save_pretrained(str(out), safe_serialization=True)
     return out
+
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="diffill-tests-"))
+
+
+def session_model(name: str, **kw) -> Path:
+    """A model dir shared by the whole run (server tests need its path when their module is imported)."""
+    return build_tiny_model(_SESSION_DIR / name, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    return session_model("tiny")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,103 @@
+import * as os from 'os';
+import * as vscode from 'vscode';
+import {
+  DidChangeConfigurationNotification, Executable, LanguageClient, LanguageClientOptions, State,
+} from 'vscode-languageclient/node';
+import { registerCommands, withEditorTarget } from './commands';
+import { initializationOptions, resolveServerLaunch, serverSettings } from './logic';
+import { StatusBar, StatusParams } from './status';
+
+let client: LanguageClient | undefined;
+let output: vscode.OutputChannel;
+let status: StatusBar;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel('Diffill');
+  status = new StatusBar();
+  context.subscriptions.push(output, status, ...registerCommands(() => client, restart, output),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('diffill.server')) {
+        void restart();  // a new command or interpreter needs a new process
+      }
+    }));
+  await start();
+}
+
+export function deactivate(): Promise<void> | undefined {
+  return client?.stop();
+}
+
+function createClient(): LanguageClient {
+  const config = vscode.workspace.getConfiguration('diffill');
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const launch = resolveServerLaunch({
+    command: config.get<string>('server.command'),
+    args: config.get<string[]>('server.args'),
+    pythonPath: config.get<string>('server.pythonPath'),
+  }, os.homedir(), folder);
+  const serverOptions: Executable = {
+    command: launch.command, args: launch.args, options: { cwd: folder, env: { ...process.env, ...launch.env } },
+  };
+  const current = () => serverSettings((key) => vscode.workspace.getConfiguration('diffill').get(key));
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    initializationOptions: initializationOptions((key) => config.get(key)),
+    synchronize: { configurationSection: 'diffill' },
+    outputChannel: output,
+    middleware: {
+      executeCommand: withEditorTarget,
+      workspace: {
+        // The "diffill" section also holds client-only settings (server.*, trace.*): keep them here.
+        configuration: async (params, token, next) => {
+          const result = await next(params, token);
+          return Array.isArray(result)
+            ? result.map((value, i) => (params.items[i]?.section === 'diffill' ? current() : value))
+            : result;
+        },
+        didChangeConfiguration: async () => {
+          await client?.sendNotification(DidChangeConfigurationNotification.type, { settings: { diffill: current() } });
+        },
+      },
+    },
+  };
+  const c = new LanguageClient('diffill', 'Diffill', serverOptions, clientOptions);
+  c.registerProposedFeatures();  // textDocument/inlineCompletion (ghost text) in vscode-languageclient 9
+  c.onNotification('diffill/status', (params: StatusParams) => {
+    if (c === client) {
+      status.update(params);
+    }
+  });
+  c.onDidChangeState((e) => {
+    if (c === client && e.newState === State.Stopped) {
+      status.update({ state: 'stopped', message: 'the server is not running' });
+    }
+  });
+  return c;
+}
+
+async function start(): Promise<void> {
+  client = createClient();
+  status.update({ state: 'loading', message: 'starting the server' });
+  try {
+    await client.start();
+  } catch (err) {
+    // The client has already reported the failure; point at the settings that fix it.
+    output.appendLine(`Diffill: the server did not start (${err instanceof Error ? err.message : String(err)}). ` +
+      'Set "diffill.server.command" to the diffill executable, or "diffill.server.pythonPath" to a Python ' +
+      'interpreter that has Diffill installed, then run "Diffill: Restart Server".');
+    status.update({ state: 'error', message: 'the server did not start; see the log' });
+  }
+}
+
+async function restart(): Promise<void> {
+  const old = client;
+  client = undefined;
+  if (old) {
+    try {
+      await old.stop(2000);
+    } catch {
+      // A client that never started cannot be stopped; it is replaced all the same.
+    }
+  }
+  await start();
+}

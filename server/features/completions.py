@@ -1,0 +1,94 @@
+"""Fills at the cursor: ``textDocument/inlineCompletion`` (ghost text) and ``textDocument/completion``
+(items with a ``textEdit``, for clients without inline completion).
+
+A suggestion stays valid while the user types into it: if the new text
+before the cursor is the old one plus a prefix of the suggestion, the rest of
+the suggestion is returned at once, without touching the model.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from lsprotocol import types
+
+from ..documents import DocumentProblem, check_usable, offset_of
+from ..jobs import cursor_fills
+
+log = logging.getLogger("diffill.completions")
+TAIL = 256  # characters before the cursor that identify a cached suggestion
+
+
+@dataclass
+class Cached:
+    offset: int
+    tail: str          # source[offset-TAIL:offset] when the suggestions were made
+    suffix: str        # source[offset:offset+TAIL]
+    texts: list[str]
+
+
+class CompletionFeature:
+    def __init__(self, server):
+        self.server = server
+        self.cache: dict[str, Cached] = {}
+
+    def _typed_through(self, uri: str, source: str, offset: int) -> list[str] | None:
+        c = self.cache.get(uri)
+        if c is None or offset < c.offset or source[offset:offset + TAIL] != c.suffix:
+            return None
+        if source[max(0, c.offset - TAIL):c.offset] != c.tail:
+            return None
+        typed = source[c.offset:offset]
+        rest = [t[len(typed):] for t in c.texts if t.startswith(typed) and len(t) > len(typed)]
+        return rest or None
+
+    async def fills(self, uri: str, position: types.Position, invoked: bool, kind: str) -> tuple[list[str], int]:
+        ls = self.server
+        s = ls.settings
+        if s.trigger == "manual" and not invoked:
+            return [], 0
+        doc = ls.workspace.get_text_document(uri)
+        if not s.language_enabled(doc.language_id):
+            return [], 0
+        try:
+            check_usable(doc, s.maxDocumentChars)
+        except DocumentProblem as exc:
+            log.warning("%s", exc)
+            return [], 0
+        offset = offset_of(doc, position)
+        source = doc.source
+        hit = self._typed_through(uri, source, offset)
+        if hit is not None:
+            return hit, offset
+        job = ls.worker.submit(cursor_fills(source, offset, s, s.candidates), key=(uri, kind))
+        try:
+            texts = await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.cancel.set()  # the worker stops at its next step
+            raise
+        except Exception as exc:  # superseded, no model, or a model error: no suggestion, no failure
+            log.info("no completion for %s: %s", uri, exc or type(exc).__name__)
+            return [], offset
+        self.cache[uri] = Cached(offset, source[max(0, offset - TAIL):offset], source[offset:offset + TAIL], texts)
+        return texts, offset
+
+    async def inline(self, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        texts, _ = await self.fills(params.text_document.uri, params.position, invoked, "inline")
+        here = types.Range(params.position, params.position)
+        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=here) for t in texts])
+
+    async def items(self, params: types.CompletionParams) -> types.CompletionList:
+        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        texts, _ = await self.fills(params.text_document.uri, params.position, invoked, "completion")
+        here = types.Range(params.position, params.position)
+        items = []
+        for rank, text in enumerate(texts):
+            first = text.strip().split("\n", 1)[0]
+            items.append(types.CompletionItem(
+                label=first[:60] or text[:60], kind=types.CompletionItemKind.Text, detail="Diffill",
+                sort_text=f"{rank:03d}", filter_text=text, text_edit=types.TextEdit(here, text),
+                insert_text_format=types.InsertTextFormat.PlainText,
+                documentation=text if "\n" in text else None))
+        return types.CompletionList(is_incomplete=True, items=items)

