@@ -79,6 +79,12 @@ class InfillEngine:
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
         return self.runner(ids, attention.long(), positions)
 
+    def _forward_without_null(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        logits = self._forward(ids, positions)
+        if self.null_id is not None:
+            logits[:, self.null_id] = float("-inf")
+        return logits
+
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":
             return SamplerConfig(steps=1, order="confidence")
@@ -126,7 +132,9 @@ class InfillEngine:
             if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans):
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
-            result = denoise(self._forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
+            # A given length is exact: every slot holds a real token, so the null token is ruled out.
+            forward = self._forward if lengths is None else self._forward_without_null
+            result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
             passes += result.passes
         fills = []
         for row, canvas in enumerate(canvases):
