@@ -52,9 +52,10 @@ class LspLogHandler(logging.Handler):
 def setup_logging(server, path: Path | None = None, level: int = logging.INFO) -> Path | None:
     root = logging.getLogger()
     root.setLevel(level)
-    for h in list(root.handlers):  # drop any stream handler that could reach stdout
-        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is not None and \
-                getattr(h.stream, "name", "") == "<stdout>":
+    for h in list(root.handlers):
+        # stdout carries the protocol; stderr is copied into the editor's log (so every line would show
+        # twice): the server logs to its file and to window/logMessage only.
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             root.removeHandler(h)
     path = path or log_file_path()
     try:

@@ -8,6 +8,7 @@ import { initializationOptions, resolveServerLaunch, serverSettings } from './lo
 import { StatusBar, StatusParams } from './status';
 
 let client: LanguageClient | undefined;
+let queue: Promise<void> = Promise.resolve();  // starts and stops, one at a time
 let output: vscode.OutputChannel;
 let status: StatusBar;
 
@@ -20,11 +21,24 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         void restart();  // a new command or interpreter needs a new process
       }
     }));
-  await start();
+  await serially(start);
 }
 
-export function deactivate(): Promise<void> | undefined {
-  return client?.stop();
+export function deactivate(): Promise<void> {
+  return serially(stop);
+}
+
+/** Run `job` after the previous start or stop (a client cannot be stopped while it starts). */
+function serially(job: () => Promise<void>): Promise<void> {
+  queue = queue.then(job, job);
+  return queue;
+}
+
+function restart(): Promise<void> {
+  return serially(async () => {
+    await stop();
+    await start();
+  });
 }
 
 function createClient(): LanguageClient {
@@ -89,15 +103,12 @@ async function start(): Promise<void> {
   }
 }
 
-async function restart(): Promise<void> {
+async function stop(): Promise<void> {
   const old = client;
   client = undefined;
-  if (old) {
-    try {
-      await old.stop(2000);
-    } catch {
-      // A client that never started cannot be stopped; it is replaced all the same.
-    }
+  try {
+    await old?.stop();
+  } catch {
+    // A client whose start failed cannot be stopped; it is dropped all the same.
   }
-  await start();
 }

@@ -1,0 +1,184 @@
+// Drives code-server (with the Diffill .vsix installed) in headless Chromium; see run.sh.
+// Env: URL (workbench with the folder holding test.txt), OUT (screenshots, results.json), CHROMIUM.
+const { chromium } = require('playwright-core');
+const fs = require('fs');
+const path = require('path');
+
+const out = process.env.OUT || '.';
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const results = {};
+const failures = [];
+const check = (name, ok, detail) => {
+  results[name] = { ok, detail };
+  log(ok ? 'PASS' : 'FAIL', name, JSON.stringify(detail));
+  if (!ok) {
+    failures.push(name);
+  }
+};
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`) });
+  const sleep = (ms) => page.waitForTimeout(ms);
+  // Monaco renders spaces as no-break spaces.
+  const plain = (s) => s.replace(/\u00a0/g, ' ');
+  const editorText = async () => plain(await page.locator('.monaco-editor .view-lines').first().innerText());
+  const ghosts = () => page.locator('.ghost-text-decoration, .ghost-text').count();
+  const status = page.locator('[id="diffill.diffill.diffill.status"]');
+  const statusIcon = async () => ((await status.innerHTML({ timeout: 2000 }).catch(() => '')).match(/codicon-([a-z-]+)/) || [])[1];
+  const runCommand = async (title) => {
+    await page.keyboard.press('Control+Shift+P');
+    await page.waitForSelector('.quick-input-widget input', { timeout: 20000 });
+    await page.keyboard.type(title);
+    await sleep(1500);
+    await page.keyboard.press('Enter');
+  };
+  const waitChange = async (before) => {
+    let after = before;
+    for (let i = 0; i < 30 && after === before; i++) {
+      await sleep(1000);
+      after = await editorText();
+    }
+    return after;
+  };
+  // Type words until ghost text shows, asking explicitly (Alt+\) when it does not come by itself:
+  // the tiny random model often proposes only whitespace, which the server drops.
+  const getGhost = async (words) => {
+    for (const w of words) {
+      await page.keyboard.type(w);
+      for (const ask of [false, true]) {
+        if (ask) {
+          await page.keyboard.press('Alt+Backslash');
+        }
+        for (let i = 0; i < 8; i++) {
+          await sleep(1000);
+          if (await ghosts()) {
+            return page.locator('.ghost-text-decoration, .ghost-text').first().innerText();
+          }
+        }
+      }
+    }
+    return null;
+  };
+  // The cursor as one comparable number, from the status bar's "Ln 3, Col 36".
+  const cursor = async () => {
+    const m = (await page.locator('[id="status.editor.selection"]').innerText().catch(() => '')).match(/Ln (\d+), Col (\d+)/);
+    return m ? Number(m[1]) * 100000 + Number(m[2]) : NaN;
+  };
+  // Accepted (partly): the ghost text becomes real text, so the cursor moves on and the text is
+  // kept. Not accepted: the suggestion is dismissed (or stays) and the cursor does not
+  // move (the test types at the end of the document, where Ctrl+Right cannot move it).
+  const accept = async (key, name, words) => {
+    const ghostText = await getGhost(words);
+    if (ghostText === null) {
+      check(name, false, 'no ghost text appeared');
+      return;
+    }
+    const before = await editorText();
+    const pos = await cursor();
+    await page.keyboard.press(key);
+    await sleep(500);
+    const after = await editorText();
+    const posAfter = await cursor();
+    check(name, posAfter > pos && after.startsWith(before.replace(/\s+$/, '')),
+      { key, ghostText, cursor: [pos, posAfter], after: after.slice(-60) });
+  };
+
+  await page.goto(process.env.URL, { waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('.monaco-workbench', { timeout: 120000 });
+  await sleep(5000);
+  await page.keyboard.press('Control+P');
+  await page.waitForSelector('.quick-input-widget input', { timeout: 20000 });
+  await page.keyboard.type('test.txt');
+  await sleep(1500);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30000 });
+  log('editor open');
+
+  let icon;
+  for (let i = 0; i < 120 && !['check', 'error', 'circle-slash'].includes(icon); i++) {
+    await sleep(1000);
+    icon = await statusIcon();
+  }
+  check('status bar ready', icon === 'check', await status.getAttribute('aria-label').catch(() => null));
+  await shot('1-ready');
+
+  await page.locator('.monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+Home');
+  let before = await editorText();
+  await runCommand('Diffill: Fill Gaps or Selection');
+  let after = await waitChange(before);
+  check('diffill.fill (gaps)', before.includes('[MASK]') && !after.includes('[MASK]'), after.split('\n')[0]);
+
+  await page.keyboard.press('Control+End');
+  before = await editorText();
+  await runCommand('Diffill: Continue Writing');
+  after = await waitChange(before);
+  check('diffill.continue', after !== before, after.slice(-60));
+
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('Shift+Control+ArrowRight');
+  before = await editorText();
+  await runCommand('Diffill: Rewrite Selection');
+  after = await waitChange(before);
+  check('diffill.rewrite', after !== before, after.split('\n')[0]);
+
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('Shift+Control+ArrowRight');
+  before = await editorText();
+  await runCommand('Diffill: Fill Gaps or Selection');
+  after = await waitChange(before);
+  check('diffill.fill (selection)', after !== before, after.split('\n')[0]);
+  await shot('2-commands');
+
+  await page.keyboard.press('Control+End');
+  await accept('Control+ArrowRight', 'inline: accept next word (ctrl+right)', [' the', ' cat', '\nIt', ' was', ' a']);
+  await shot('3-inline');
+  await accept('Control+Alt+ArrowRight', 'inline: accept next line (ctrl+alt+right)', [' and', ' so', ' on', '\nThe']);
+
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('ArrowDown');  // the empty line between the two paragraphs
+  await sleep(1500);
+  await page.keyboard.press('Control+Period');
+  await sleep(4000);
+  const actions = await page.locator('.action-widget').first().innerText({ timeout: 5000 }).catch(() => '');
+  check('code actions', actions.includes('Diffill: bridge paragraphs'), actions.replace(/\n/g, ' | '));
+  await shot('4-actions');
+  await page.keyboard.press('Escape');
+
+  await runCommand('Diffill: Restart Server');
+  const seen = [];
+  for (let i = 0; i < 120; i++) {
+    icon = await statusIcon();
+    if (icon && seen[seen.length - 1] !== icon) {
+      seen.push(icon);
+    }
+    if (seen.length > 1 && icon === 'check') {
+      break;
+    }
+    await sleep(500);
+  }
+  check('diffill.restartServer', seen.length > 1 && seen[seen.length - 1] === 'check', seen);
+
+  await runCommand('Diffill: Show Server Log');
+  await sleep(3000);
+  const logText = plain(await page.locator('.panel .monaco-editor').first().innerText({ timeout: 5000 }).catch(() => ''));
+  check('diffill.showLog', /model ready/.test(logText), logText.slice(0, 200));
+  await shot('5-log');
+  await browser.close();
+}
+
+main().catch((err) => {
+  failures.push(`error: ${err.message}`);
+  console.error(err);
+}).finally(() => {
+  fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify({ failures, results }, null, 2));
+  log(failures.length ? `FAILED: ${failures.join(', ')}` : 'all checks passed', `(${path.join(out, 'results.json')})`);
+  process.exitCode = failures.length ? 1 : 0;
+});
