@@ -133,6 +133,14 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def cmd_tokenizer(args) -> int:
+    from .corpus import iter_texts
+    from .tokenizer_train import train_tokenizer
+    tok = train_tokenizer(iter_texts(args.data), args.vocab_size, args.out)
+    print(f"tokenizer with {len(tok)} tokens written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from .loading import SHIPPED_DEFAULT, user_models_dir
     print(f"shipped default: {SHIPPED_DEFAULT} ({'present' if (SHIPPED_DEFAULT / 'config.json').exists() else 'missing'})")
@@ -189,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tokenizer", help="train a cased byte-level BPE tokenizer (lossless on any text)")
+    p.add_argument("--data", nargs="+", required=True, help="files, folders, globs or JSONL with a text field")
+    p.add_argument("--vocab-size", type=int, default=16000)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("serve", help="start the language server (stdio by default)")
     from server.__main__ import add_arguments

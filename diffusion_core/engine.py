@@ -85,6 +85,15 @@ class InfillEngine:
             logits[:, self.null_id] = float("-inf")
         return logits
 
+    def _forward_null_banned_at(self, banned: torch.Tensor):
+        """A forward that never predicts the null token where ``banned`` (B, T) is True."""
+        def forward(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            logits = self._forward(ids, positions)                      # (N, V)
+            if self.null_id is not None:
+                logits[banned[positions], self.null_id] = float("-inf")
+            return logits
+        return forward
+
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":
             return SamplerConfig(steps=1, order="confidence")
@@ -133,7 +142,16 @@ class InfillEngine:
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
             # A given length is exact: every slot holds a real token, so the null token is ruled out.
-            forward = self._forward if lengths is None else self._forward_without_null
+            # An unknown length still fills at least one token: the first slot of a gap is never null
+            # (otherwise confident trailing nulls, committed first, can empty the whole gap).
+            if lengths is not None:
+                forward = self._forward_without_null
+            else:
+                first = torch.zeros_like(known)
+                for row, canvas in enumerate(canvases):
+                    for a, _ in canvas.gaps:
+                        first[row, a] = True
+                forward = self._forward_null_banned_at(first)
             result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
             passes += result.passes
         fills = []

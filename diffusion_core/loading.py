@@ -88,7 +88,9 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     """Load a masked LM for infilling, or raise ``ModelLoadError`` with a clear reason."""
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in a CLI or an editor log
     path = resolve_model_dir(name)
     if not list(path.glob("*.safetensors")):
         found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"

@@ -53,7 +53,7 @@ def test_null_slots_are_dropped(tiny_loaded):
         bias.data[tiny_loaded.null_token_id] = 100.0
         engine = InfillEngine(tiny_loaded)
         fill = engine.fill("The quick ", " fox.", length=None)[0]
-        assert fill.text == "" and fill.tokens == 0 and fill.slots >= 1
+        assert fill.tokens == 1 and fill.slots >= 1  # all nulls but the first slot, which is never null
         exact = engine.fill("The quick ", " fox.", length=5)[0]  # a given length rules nulls out
         assert exact.tokens == 5
     finally:
