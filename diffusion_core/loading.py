@@ -6,7 +6,6 @@ unpickled.  Every failure is one ``ModelLoadError`` that says where we looked.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ log = logging.getLogger(__name__)
 
 APP = "diffill"
 SHIPPED_DEFAULT = Path(__file__).parent / "models" / "default"
-NULL_TOKEN = "<null>"
 
 
 class ModelLoadError(RuntimeError):
@@ -119,8 +117,3 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     log.info("loaded %s (%s, %.1fM parameters)", path, config.model_type,
              sum(p.numel() for p in model.parameters()) / 1e6)
     return LoadedModel(model, tokenizer, path, null_id)
-
-
-def describe(path: Path) -> dict:
-    cfg = json.loads((path / "config.json").read_text())
-    return {"path": str(path), "model_type": cfg.get("model_type"), "layers": cfg.get("num_hidden_layers")}
