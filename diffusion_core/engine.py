@@ -79,12 +79,6 @@ class InfillEngine:
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
         return self.runner(ids, attention.long(), positions)
 
-    def _forward_without_null(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        logits = self._forward(ids, positions)
-        if self.null_id is not None:
-            logits[:, self.null_id] = float("-inf")
-        return logits
-
     def _forward_null_banned_at(self, banned: torch.Tensor):
         """A forward that never predicts the null token where ``banned`` (B, T) is True."""
         def forward(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -144,14 +138,11 @@ class InfillEngine:
             # A given length is exact: every slot holds a real token, so the null token is ruled out.
             # An unknown length still fills at least one token: the first slot of a gap is never null
             # (otherwise confident trailing nulls, committed first, can empty the whole gap).
-            if lengths is not None:
-                forward = self._forward_without_null
-            else:
-                first = torch.zeros_like(known)
-                for row, canvas in enumerate(canvases):
-                    for a, _ in canvas.gaps:
-                        first[row, a] = True
-                forward = self._forward_null_banned_at(first)
+            banned = ~known if lengths is not None else torch.zeros_like(known)
+            for row, canvas in enumerate(canvases):
+                for a, _ in canvas.gaps:
+                    banned[row, a] = True
+            forward = self._forward_null_banned_at(banned)
             result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
             passes += result.passes
         fills = []

@@ -28,9 +28,9 @@ from .corpus import token_cache
 from .masking import BoundaryTable, corrupt
 from .mlm_head import MaskedLMRunner
 from .schedule import NoiseSchedule
+from .tokenizer_train import NULL_TOKEN
 
 log = logging.getLogger(__name__)
-NULL_TOKEN = "<null>"
 
 
 @dataclass
