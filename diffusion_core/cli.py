@@ -20,8 +20,13 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
     g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
+    g.add_argument("--length-mode", choices=["slots", "probe"], default="slots",
+                   help="unknown length: null-padded slots (one fill) or a batched length probe first")
+    g.add_argument("--null-slots", type=int, default=16, help="slots per gap in --length-mode slots")
     g.add_argument("--context-tokens", type=int, default=96)
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    g.add_argument("--precision", choices=["int8", "bf16", "fp32"], default="int8",
+                   help="inference precision (int8: dynamic quantization of Linear layers)")
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -30,18 +35,73 @@ def _settings(args):
     return EngineSettings(strategy=args.strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
                           threshold=args.threshold or None, order=args.order, temperature=args.temperature,
                           refine_rounds=args.refine_rounds, max_tokens=args.max_tokens,
-                          context_tokens=args.context_tokens, seed=args.seed)
+                          context_tokens=args.context_tokens, length_mode=args.length_mode,
+                          null_slots=args.null_slots, seed=args.seed)
 
 
 def _engine(args):
     from .engine import InfillEngine
     from .loading import load_model
-    return InfillEngine(load_model(args.model, threads=args.threads), _settings(args))
+    return InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision), _settings(args))
+
+
+class InputError(Exception):
+    """The input cannot be read as text; the message says which input and why."""
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name} is not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                         "Diffill reads UTF-8 only") from None
+
+
+def read_input(file: str | None) -> str:
+    """The text to fill, exactly as stored: strict UTF-8, line endings untouched (no newline translation)."""
+    if file in (None, "-"):
+        buffer = getattr(sys.stdin, "buffer", None)
+        return _decode(buffer.read(), "standard input") if buffer is not None else sys.stdin.read()
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {file}: {exc.strerror or exc}") from None
+    return _decode(data, file)
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path``'s content with ``text``: a temporary file in the same directory, flushed to disk,
+    given the original's permissions, then renamed over it.  On any error the original is untouched and the
+    temporary file removed.  A symbolic link is followed (the file it points to is replaced, the link stays)."""
+    import tempfile
+    target = Path(os.path.realpath(path))
+    mode = target.stat().st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".diffill-tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def cmd_fill(args) -> int:
     from .gaps import compile_marker, join_fills, split_gaps
-    text = sys.stdin.read() if args.file in (None, "-") else Path(args.file).read_text(encoding="utf-8")
+    if args.in_place and (args.file in (None, "-") or args.json or args.candidates != 1):
+        print("diffill fill: --in-place needs a FILE, one candidate and no --json", file=sys.stderr)
+        return 2
+    try:
+        text = read_input(args.file)
+    except InputError as exc:
+        print(f"diffill: {exc}", file=sys.stderr)
+        return 2
     pieces, spans = split_gaps(text, compile_marker(args.marker))
     if not spans:
         print(f"diffill: no gap marker ({args.marker or '[MASK] or ___'}) in the input", file=sys.stderr)
@@ -49,6 +109,14 @@ def cmd_fill(args) -> int:
     engine = _engine(args)
     lengths = [args.length] * len(spans) if args.length else None
     fills = engine.fill_gaps(pieces, lengths, candidates=args.candidates)
+    if args.in_place:
+        try:
+            write_atomically(args.file, join_fills(pieces, fills[0].texts))
+        except OSError as exc:
+            print(f"diffill: cannot write {args.file}: {exc.strerror or exc}; the file is unchanged", file=sys.stderr)
+            return 2
+        print(f"diffill: filled {len(spans)} gap(s) in {args.file}", file=sys.stderr)
+        return 0
     if args.json:
         out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "score": round(f.score, 4),
                                "tokens": f.tokens, "passes": f.passes} for f in fills],
@@ -162,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, help="tokens per gap (default: chosen by the model)")
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("-i", "--in-place", action="store_true",
+                   help="write the filled text back to FILE (atomically: a temporary file renamed over it)")
     _engine_options(p)
     p.set_defaults(func=cmd_fill)
 

@@ -23,6 +23,7 @@ from .mlm_head import MaskedLMRunner
 from .sampler import Cancelled, SamplerConfig, denoise
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
+LENGTH_MODES = ("slots", "probe")
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -39,14 +40,18 @@ class EngineSettings:
     refine_rounds: int = 0
     context_tokens: int = 96          # tokens of context kept on each side of the gaps
     max_tokens: int = 32              # longest gap probed when the length is unknown
+    length_mode: str = "slots"        # unknown length: "slots" (null-padded slots) or "probe" (batched probe)
+    null_slots: int = 16              # slots mode: slots per gap (capped by max_tokens)
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.max_tokens < 1 or self.context_tokens < 0:
-            raise ValueError("max_tokens must be >= 1 and context_tokens >= 0")
+        if self.max_tokens < 1 or self.context_tokens < 0 or self.null_slots < 1:
+            raise ValueError("max_tokens and null_slots must be >= 1 and context_tokens >= 0")
+        if self.length_mode not in LENGTH_MODES:
+            raise ValueError(f"unknown length mode {self.length_mode!r}; choose one of {', '.join(LENGTH_MODES)}")
         SamplerConfig(order=self.order)
 
 
@@ -79,12 +84,37 @@ class InfillEngine:
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
         return self.runner(ids, attention.long(), positions)
 
-    def _forward_null_banned_at(self, banned: torch.Tensor):
-        """A forward that never predicts the null token where ``banned`` (B, T) is True."""
+    def _forward_with_null_rules(self, canvases, exact: bool):
+        """A forward that keeps each gap's nulls trailing, as in training (span first, then nulls).
+
+        With ``exact`` lengths the null token is ruled out everywhere.  Otherwise
+        a gap's first slot is never null (confident trailing nulls, committed
+        first, could empty the gap), no slot before a committed real token is
+        null, and every slot after a committed null is null.
+        """
+        null, mask = self.null_id, self.tokenizer.mask_token_id
+
         def forward(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
             logits = self._forward(ids, positions)                      # (N, V)
-            if self.null_id is not None:
-                logits[banned[positions], self.null_id] = float("-inf")
+            if null is None:
+                return logits
+            ban = torch.zeros(ids.shape, dtype=torch.bool)              # (B, T)
+            force = torch.zeros(ids.shape, dtype=torch.bool)
+            for row, canvas in enumerate(canvases):
+                for a, b in canvas.gaps:
+                    if exact:
+                        ban[row, a:b] = True
+                        continue
+                    slot = ids[row, a:b]
+                    real = ((slot != null) & (slot != mask)).nonzero()
+                    ban[row, a:a + 1 + (int(real[-1]) if len(real) else 0)] = True
+                    nulls = (slot == null).nonzero()
+                    if len(nulls):
+                        force[row, a + int(nulls[0]):b] = True
+            logits[ban[positions], null] = float("-inf")
+            forced = force[positions]
+            logits[forced] = float("-inf")
+            logits[forced, null] = 0.0
             return logits
         return forward
 
@@ -120,7 +150,10 @@ class InfillEngine:
             raise ValueError("nothing to fill: no gap between the pieces")
         with self._lock:
             passes = 0
-            if lengths is None:
+            if lengths is None and s.length_mode == "slots" and self.null_id is not None:
+                # The model leaves over-allocated slots null, so no separate length pass is needed.
+                plans = [[min(s.max_tokens, s.null_slots)] * n_gaps] * max(1, candidates)
+            elif lengths is None:
                 cands = [L for L in s.length_candidates if L <= s.max_tokens] or [s.max_tokens]
                 choice = probe_lengths(self._forward, self.tokenizer, pieces, self._context(s, max(cands), n_gaps),
                                        cands, self.beta, round_up=self.null_id is not None)
@@ -135,14 +168,7 @@ class InfillEngine:
             if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans):
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
-            # A given length is exact: every slot holds a real token, so the null token is ruled out.
-            # An unknown length still fills at least one token: the first slot of a gap is never null
-            # (otherwise confident trailing nulls, committed first, can empty the whole gap).
-            banned = ~known if lengths is not None else torch.zeros_like(known)
-            for row, canvas in enumerate(canvases):
-                for a, _ in canvas.gaps:
-                    banned[row, a] = True
-            forward = self._forward_null_banned_at(banned)
+            forward = self._forward_with_null_rules(canvases, exact=lengths is not None)
             result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
             passes += result.passes
         fills = []
@@ -188,7 +214,7 @@ class InfillEngine:
                **kw) -> list[Fill]:
         """Write a passage that leads from ``above`` into ``below`` (interpolation); longer gaps allowed."""
         s = settings or self.settings
-        s = replace(s, max_tokens=max(s.max_tokens, 48), length_candidates=tuple(sorted(
+        s = replace(s, max_tokens=max(s.max_tokens, 48), length_mode="probe", length_candidates=tuple(sorted(
             set(s.length_candidates) | {24, 32, 48})))
         return self.fill(above, below, length, settings=s, **kw)
 

@@ -6,6 +6,7 @@ unpickled.  Every failure is one ``ModelLoadError`` that says where we looked.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -76,44 +77,107 @@ class LoadedModel:
     tokenizer: object   # a fast tokenizer with a mask token
     path: Path
     null_token_id: int | None
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:
         return self.path.name
 
 
-def load_model(name: str | os.PathLike | None = None, threads: int | None = None) -> LoadedModel:
-    """Load a masked LM for infilling, or raise ``ModelLoadError`` with a clear reason."""
+BACKENDS = ("auto", "native", "transformers")
+
+
+def load_model(name: str | os.PathLike | None = None, threads: int | None = None,
+               precision: str = "fp32", backend: str = "auto") -> LoadedModel:
+    """Load a masked LM for infilling, or raise ``ModelLoadError`` with a clear reason.
+
+    ``precision`` is fp32, bf16 or int8 (see ``precision.py``); an unsupported one falls back to fp32.
+    ``backend``: ``native`` runs BERT directories without importing transformers (fast start-up,
+    see ``native_bert.py``), ``transformers`` runs any masked-LM family, ``auto`` tries native first.
+    """
+    import torch
+
+    from .fast_tokenizer import MissingTokenizerFiles
+    from .native_bert import Unsupported
+    from .precision import apply_precision
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    path = resolve_model_dir(name)
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise ModelLoadError(f"{path} has no .safetensors weights (found: {found}); "
+                             "Diffill loads safetensors only and never unpickles .bin/.pt files")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: cannot read config.json: {exc}") from exc
+    model = tokenizer = None
+    if backend != "transformers":
+        try:
+            model, tokenizer = _load_native(path, config, weights)
+        except (Unsupported, MissingTokenizerFiles) as exc:
+            if backend == "native":
+                raise ModelLoadError(f"{path}: {exc}") from exc
+            log.info("%s: %s; loading with transformers", path, exc)
+    if model is None:
+        model, tokenizer = _load_transformers(path)
+    if tokenizer.mask_token_id is None:
+        raise ModelLoadError(f"{path}: the tokenizer has no mask token, so it is not a masked LM")
+    model.eval()
+    if threads:
+        torch.set_num_threads(threads)
+    model, precision = apply_precision(model, precision)
+    null_name = config.get("diffill_null_token")
+    null_id = tokenizer.convert_tokens_to_ids(null_name) if isinstance(null_name, str) else None
+    if null_id is not None and null_id == tokenizer.unk_token_id:
+        null_id = None
+    log.info("loaded %s (%s, %s, %s)", path, config.get("model_type"), type(model).__name__, precision)
+    return LoadedModel(model, tokenizer, path, null_id, precision)
+
+
+def _load_native(path: Path, config: dict, weights: list[Path]):
+    from safetensors.torch import load_file
+
+    from .fast_tokenizer import FastTokenizer, MissingTokenizerFiles
+    from .native_bert import NativeBertForMaskedLM, Unsupported, check_config
+    check_config(config)
+    try:
+        tokenizer = FastTokenizer(path)
+    except MissingTokenizerFiles:
+        raise
+    except Exception as exc:  # malformed tokenizer.json or tokenizer_config.json
+        raise ModelLoadError(f"{path}: cannot read the tokenizer: {exc}") from exc
+    try:
+        state: dict = {}
+        for f in weights:
+            state.update(load_file(str(f)))
+        model = NativeBertForMaskedLM(config)
+        model.load_weights(state)
+    except Unsupported:
+        raise
+    except Exception as exc:  # truncated or corrupt safetensors, wrong shapes, bad config values
+        raise ModelLoadError(f"{path}: cannot load masked-LM weights: {exc}") from exc
+    return model, tokenizer
+
+
+def _load_transformers(path: Path):
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in a CLI or an editor log
-    path = resolve_model_dir(name)
-    if not list(path.glob("*.safetensors")):
-        found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-        raise ModelLoadError(f"{path} has no .safetensors weights (found: {found}); "
-                             "Diffill loads safetensors only and never unpickles .bin/.pt files")
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # malformed json, unknown model type, missing tokenizer files
         raise ModelLoadError(f"{path}: cannot read config or tokenizer: {exc}") from exc
-    if tokenizer.mask_token_id is None:
-        raise ModelLoadError(f"{path}: the tokenizer has no mask token, so it is not a masked LM")
     try:
         model = AutoModelForMaskedLM.from_pretrained(str(path), config=config, use_safetensors=True,
                                                      trust_remote_code=False, local_files_only=True,
                                                      dtype=torch.float32)
     except Exception as exc:  # corrupt safetensors, shape mismatch, not a masked-LM family
         raise ModelLoadError(f"{path}: cannot load masked-LM weights: {exc}") from exc
-    model.eval()
-    if threads:
-        torch.set_num_threads(threads)
-    null_name = getattr(config, "diffill_null_token", None)
-    null_id = tokenizer.convert_tokens_to_ids(null_name) if null_name else None
-    if null_id is not None and null_id == tokenizer.unk_token_id:
-        null_id = None
-    log.info("loaded %s (%s, %.1fM parameters)", path, config.model_type,
-             sum(p.numel() for p in model.parameters()) / 1e6)
-    return LoadedModel(model, tokenizer, path, null_id)
+    return model, tokenizer

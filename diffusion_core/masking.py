@@ -50,7 +50,7 @@ class BoundaryTable:
 
 def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: np.random.Generator, schedule: NoiseSchedule,
             mask_id: int, null_id: int | None, eps: float = 0.05, infill_prob: float = 0.5,
-            max_span_words: int = 24) -> Corrupted:
+            max_span_words: int = 24, null_room: int = 16) -> Corrupted:
     t = float(rng.uniform(eps, 1.0))
     ratio = schedule.mask_ratio(t)
     weight = schedule.loss_weight(t)
@@ -72,7 +72,9 @@ def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: n
         words = int(rng.integers(1, max_span_words + 1))
         end = int(boundary[b + words]) if b + words < len(boundary) else len(ids)
     span = ids[start:end]
-    extra = int(rng.integers(0, len(span) + 3))
+    # Over-allocate by up to the span's own length + 2 or up to null_room slots in all, whichever is
+    # more: the engine's unknown-length mode hands the model null_room slots for a short fill.
+    extra = int(rng.integers(0, max(len(span) + 2, null_room - len(span)) + 1))
     slots = np.concatenate([span, np.full(extra, null_id)])[: len(ids) - start]
     keep_suffix = max(0, len(ids) - start - len(slots))  # total length stays len(ids)
     suffix = ids[end:end + keep_suffix]

@@ -48,5 +48,6 @@ class MaskedLMRunner(nn.Module):
         if self.head is None:
             logits = self.model(input_ids=ids, attention_mask=attention).logits  # (B, T, V)
             return logits[positions]
-        hidden = self.base(input_ids=ids, attention_mask=attention).last_hidden_state  # (B, T, H)
+        out = self.base(input_ids=ids, attention_mask=attention)
+        hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state  # (B, T, H)
         return self.head(hidden[positions])  # (N, V)

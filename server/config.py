@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from diffusion_core.engine import STRATEGIES
 from diffusion_core.gaps import DEFAULT_MARKER
+from diffusion_core.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Settings:
     contextChars: int = 2000              # characters read on each side of the cursor
     maxDocumentChars: int = 5_000_000     # larger documents are not read for completion
     threads: int = 0                      # torch threads; 0 = torch's default
+    precision: str = "int8"               # int8 | bf16 | fp32 (see diffusion_core/precision.py)
+    contextTokens: int = 48               # model tokens of context on each side of the gap
+    nullSlots: int = 8                    # slots offered for a fill at the cursor (unused ones stay null)
 
     def language_enabled(self, language_id: str | None) -> bool:
         lang = language_id or ""
@@ -40,9 +44,10 @@ class Settings:
 
 def _check(name: str, value, default):
     """Return (value, problem) for one field; problem is None when the value is good."""
-    choices = {"strategy": STRATEGIES, "trigger": ("automatic", "manual")}
+    choices = {"strategy": STRATEGIES, "trigger": ("automatic", "manual"), "precision": PRECISIONS}
     bounds = {"steps": (0, 256), "maxTokens": (1, 128), "candidates": (1, 10), "contextChars": (0, 100_000),
-              "maxDocumentChars": (1, 100_000_000), "threads": (0, 256), "threshold": (0.0, 1.0)}
+              "maxDocumentChars": (1, 100_000_000), "threads": (0, 256), "threshold": (0.0, 1.0),
+              "contextTokens": (0, 250), "nullSlots": (1, 64)}
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [value]

@@ -8,7 +8,7 @@ commands and completions share one way to turn fills into edits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from diffusion_core.engine import EngineSettings
 from diffusion_core.gaps import compile_marker, split_gaps
@@ -37,7 +37,7 @@ class Plan:
 
 def engine_settings(s: Settings) -> EngineSettings:
     return EngineSettings(strategy=s.strategy, steps=s.steps or None, threshold=s.threshold or None,
-                          max_tokens=s.maxTokens)
+                          max_tokens=s.maxTokens, context_tokens=s.contextTokens)
 
 
 def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Callable:
@@ -45,7 +45,8 @@ def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Call
     ctx = around(source, offset, offset, s.contextChars)
     line_rest = ctx.suffix.split("\n", 1)[0]
     single_line = bool(line_rest.strip())
-    es = engine_settings(s)
+    # At the cursor a short fill is wanted fast: fewer slots means fewer passes.
+    es = replace(engine_settings(s), null_slots=s.nullSlots)
 
     def run(engine, on_step) -> list[str]:
         fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es)

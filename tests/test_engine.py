@@ -17,10 +17,34 @@ def test_each_strategy_fills_a_gap_with_the_expected_pass_count(engine, strategy
     assert fill.passes == expected
 
 
-def test_unknown_length_costs_one_probe_pass(engine):
-    fill = engine.fill("The quick brown ", " over the lazy dog.", settings=EngineSettings(strategy="one-shot"))[0]
+def test_unknown_length_probe_costs_one_pass(engine):
+    s = EngineSettings(strategy="one-shot", length_mode="probe")
+    fill = engine.fill("The quick brown ", " over the lazy dog.", settings=s)[0]
     assert fill.passes == 2
     assert 1 <= fill.slots <= 32
+
+
+def test_unknown_length_slots_mode_needs_no_probe(engine):
+    s = EngineSettings(strategy="one-shot", null_slots=12)
+    fill = engine.fill("The quick brown ", " over the lazy dog.", settings=s)[0]
+    assert fill.passes == 1 and fill.slots == 12
+
+
+def test_null_rules_keep_nulls_trailing(engine):
+    """After a committed null every slot is forced null; before a committed token null is banned."""
+    canvas = build_canvas(engine.tokenizer, ["The quick ", " fox."], [6], 8)
+    (a, b), null = canvas.gaps[0], engine.null_id
+    ids = canvas.ids.clone()
+    word = engine.tokenizer("brown", add_special_tokens=False).input_ids[0]
+    ids[a + 2], ids[a + 4] = word, null          # slots: ? ? brown ? null ?
+    masked = ids == engine.tokenizer.mask_token_id
+    forward = engine._forward_with_null_rules([canvas], exact=False)
+    logits = forward(ids[None], masked[None])                           # (3, V): slots a, a+1, a+3... and a+5
+    slots = masked.nonzero().squeeze(-1).tolist()
+    by_slot = dict(zip(slots, logits))
+    assert by_slot[a][null] == float("-inf") and by_slot[a + 1][null] == float("-inf")
+    assert by_slot[a + 5].argmax() == null and by_slot[a + 5].softmax(-1)[null] == 1.0
+    assert torch.isfinite(by_slot[a + 3][null])  # between the last token and the first null: free
 
 
 def test_joint_fill_returns_one_text_per_gap(engine):

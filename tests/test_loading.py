@@ -56,5 +56,6 @@ def test_remote_code_is_never_run(tiny_model_dir, tmp_path):
     cfg["auto_map"] = {"AutoModelForMaskedLM": "evil.EvilModel"}
     (d / "config.json").write_text(json.dumps(cfg))
     (d / "evil.py").write_text("raise SystemExit('remote code ran')\n")
-    loaded = load_model(d)  # auto_map ignored: the built-in BERT class is used
-    assert type(loaded.model).__name__ == "BertForMaskedLM"
+    # auto_map is ignored: the built-in BERT classes are used by both backends
+    assert type(load_model(d).model).__name__ == "NativeBertForMaskedLM"
+    assert type(load_model(d, backend="transformers").model).__name__ == "BertForMaskedLM"
