@@ -190,9 +190,10 @@ async def null_round_trips(client: BenchClient, reps: int) -> dict:
     return summary(ms)
 
 
-async def run(model: str | None, engine, cases: list[dict], threads: int, reps: int, startup_reps: int) -> dict:
+async def run(model: str | None, engine, cases: list[dict], threads: int, reps: int, startup_reps: int,
+              precision: str = "int8") -> dict:
     """Start the server ``startup_reps`` times; the first session also does the round trips."""
-    options = {"threads": threads}
+    options = {"threads": threads, "precision": precision}
     starts, memory, trips, null = [], {}, [], {}
     for i in range(max(1, startup_reps)):
         print(f"  server start {i + 1}/{max(1, startup_reps)}", file=sys.stderr, flush=True)

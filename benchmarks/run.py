@@ -41,6 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="output folder")
     ap.add_argument("--reps", type=int, default=20, help="timed repetitions per job and per server case")
     ap.add_argument("--threads", type=int, default=2, help="torch threads, in-process and in the server")
+    ap.add_argument("--precision", default="int8", help="int8 | bf16 | fp32, in-process and in the server")
     ap.add_argument("--quality-items", type=int, default=100, help="dev gaps in the quality sweep (kind-balanced)")
     ap.add_argument("--inputs-per-job", type=int, default=5, help="distinct fixed inputs each job cycles through")
     ap.add_argument("--startup-reps", type=int, default=5, help="server starts timed (process start -> ready)")
@@ -82,12 +83,12 @@ def step(name: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
 
 
-def timed_loads(model: str | None, threads: int):
+def timed_loads(model: str | None, threads: int, precision: str):
     """load_model three times: the first call pays the imports, the others show the load itself."""
     loads = []
     for _ in range(3):
         t0 = now_ms()
-        loaded = load_model(model, threads=threads)
+        loaded = load_model(model, threads=threads, precision=precision)
         loads.append(now_ms() - t0)
     return loaded, {"first_ms": round(loads[0], 1), "again_p50_ms": round(statistics.median(loads[1:]), 1),
                     "all_ms": [round(x, 1) for x in loads]}
@@ -120,19 +121,24 @@ def main(argv=None) -> int:
     seconds: dict[str, float] = {}
     res: dict = {"meta": machine(), "section_seconds": seconds,
                  "settings": {k: getattr(args, k) for k in ("reps", "threads", "quality_items", "inputs_per_job",
-                                                            "startup_reps", "data")}
+                                                            "startup_reps", "data", "precision")}
                  | {"thresholds": args.threshold_list, "tokens_per_step": args.tps_list, "skipped": sorted(args.skip)}}
     res["meta"]["busy_machine"] = res["meta"]["loadavg_start"] > 0.5 * (os.cpu_count() or 1)
 
     t = time.perf_counter()
     step("loading the model (3 times)")
-    loaded, res["load"] = timed_loads(args.model, args.threads)
+    loaded, res["load"] = timed_loads(args.model, args.threads, args.precision)
     torch.set_num_threads(args.threads)
     engine = InfillEngine(loaded)
     res["meta"]["model"] = str(loaded.path)
-    res["meta"]["params_m"] = round(sum(p.numel() for p in loaded.model.parameters()) / 1e6, 1)
+    res["meta"]["precision"] = loaded.precision
+    res["meta"]["backend"] = type(loaded.model).__name__
+    # Shapes and FLOPs come from a float32 copy: int8 Linear layers hide their weights from parameters().
+    plain = InfillEngine(load_model(args.model, threads=args.threads, precision="fp32"))
+    res["meta"]["params_m"] = round(sum(p.numel() for p in plain.loaded.model.parameters()) / 1e6, 1)
     res["matmul"] = floor.matmul_rate(args.threads)
-    res["shape"] = shape = floor.model_shape(engine.runner)
+    res["shape"] = shape = floor.model_shape(plain.runner)
+    del plain
     gflops = res["matmul"]["best_gflops"]
     items = inputs.load_dev(args.data)
     jobs = engine_jobs.make_jobs(items, engine.tokenizer, args.inputs_per_job)
@@ -173,7 +179,8 @@ def main(argv=None) -> int:
         step("language server: start-up, round trips, memory")
         cases = [{"name": j.name, "language": "python" if "code" in j.name else "plaintext", "inputs": j.inputs}
                  for j in jobs if j.server_case]
-        res["lsp"] = lsp_roundtrip.run_sync(args.model, engine, cases, args.threads, args.reps, args.startup_reps)
+        res["lsp"] = lsp_roundtrip.run_sync(args.model, engine, cases, args.threads, args.reps, args.startup_reps,
+                                            loaded.precision)
         seconds["lsp"] = round(time.perf_counter() - t, 1)
 
     res["matmul_end"] = floor.matmul_rate(args.threads)

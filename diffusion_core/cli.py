@@ -23,7 +23,7 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--length-mode", choices=["slots", "probe"], default="slots",
                    help="unknown length: null-padded slots (one fill) or a batched length probe first")
     g.add_argument("--null-slots", type=int, default=16, help="slots per gap in --length-mode slots")
-    g.add_argument("--context-tokens", type=int, default=96)
+    g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     g.add_argument("--precision", choices=["int8", "bf16", "fp32"], default="int8",
                    help="inference precision (int8: dynamic quantization of Linear layers)")
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from .loading import ModelLoadError
     try:
         return args.func(args)
-    except (ModelLoadError, ValueError, FileNotFoundError) as exc:
+    except (ModelLoadError, ValueError, OSError) as exc:  # a clear line on stderr, never a traceback
         print(f"diffill: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ class EngineSettings:
     top_k: int = 0
     top_p: float = 1.0
     refine_rounds: int = 0
-    context_tokens: int = 96          # tokens of context kept on each side of the gaps
+    context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
     length_mode: str = "slots"        # unknown length: "slots" (null-padded slots) or "probe" (batched probe)
     null_slots: int = 16              # slots mode: slots per gap (capped by max_tokens)
@@ -118,6 +118,23 @@ class InfillEngine:
             return logits
         return forward
 
+    def _trailing_nulls(self, canvases):
+        """``settle`` for the sampler: once a gap has a committed null, its later slots are null too."""
+        null = self.null_id
+
+        def settle(ids: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+            filled = torch.zeros_like(masked)                           # (B, T)
+            for row, canvas in enumerate(canvases):
+                for a, b in canvas.gaps:
+                    nulls = (ids[row, a:b] == null).nonzero()
+                    if len(nulls):
+                        after = torch.zeros(b - a, dtype=torch.bool)
+                        after[int(nulls[0]):] = True
+                        filled[row, a:b] = after & masked[row, a:b]
+            ids[filled] = null
+            return filled
+        return settle
+
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":
             return SamplerConfig(steps=1, order="confidence")
@@ -169,7 +186,8 @@ class InfillEngine:
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
             forward = self._forward_with_null_rules(canvases, exact=lengths is not None)
-            result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen)
+            settle = None if lengths is not None or self.null_id is None else self._trailing_nulls(canvases)
+            result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen, settle)
             passes += result.passes
         fills = []
         for row, canvas in enumerate(canvases):

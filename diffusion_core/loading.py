@@ -31,7 +31,10 @@ def user_models_dir() -> Path:
 
 
 def _is_model_dir(p: Path) -> bool:
-    return p.is_dir() and (p / "config.json").is_file()
+    try:
+        return p.is_dir() and (p / "config.json").is_file()
+    except OSError:  # a name too long for the file system, a path through a file, ...
+        return False
 
 
 def _hf_cache_dir(name: str) -> Path | None:
@@ -50,11 +53,15 @@ def resolve_model_dir(name: str | os.PathLike | None = None) -> Path:
     """
     name = str(name) if name not in (None, "") else os.environ.get("DIFFILL_MODEL", "default")
     looked: list[str] = []
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # "~nobody": no such user's home
+        path = Path(name)
     looked.append(f"path {path}")
     if _is_model_dir(path):
         return path
-    if "/" not in name and "\\" not in name:
+    # A bare name lives inside the models dir: "." and ".." would step out of it.
+    if "/" not in name and "\\" not in name and name not in (".", ".."):
         user = user_models_dir() / name
         looked.append(f"user models dir {user}")
         if _is_model_dir(user):

@@ -90,14 +90,23 @@ def _predict(logits: torch.Tensor, cfg: SamplerConfig, generator: torch.Generato
 
 def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg: SamplerConfig,
                   schedule: NoiseSchedule) -> torch.Tensor:
-    """Per row: how many slots the schedule requires to be committed at this step."""
+    """Per row: how many slots must be committed at this step.
+
+    The schedule's count, and at least an even share of what is left over the
+    steps left: when a threshold (or ``settle``) ran ahead of the schedule, the
+    remaining slots still finish in proportion rather than idling until the
+    schedule catches up.
+    """
     target = torch.tensor([schedule.masked_after_step(int(n), step, cfg.steps) for n in initial])
-    return (remaining - target).clamp_min(0)
+    steps_left = max(1, cfg.steps - step + 1)
+    even = (remaining + steps_left - 1) // steps_left                   # ceil(remaining / steps_left)
+    return torch.maximum((remaining - target).clamp_min(0), even)
 
 
 def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,
             on_step: Callable[[int, int, torch.Tensor], None] | None = None,
-            generator: torch.Generator | None = None) -> Denoised:
+            generator: torch.Generator | None = None,
+            settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Denoised:
     """Fill every slot of ``ids`` (B, T) that is not ``known`` (B, T) and holds ``mask_id``.
 
     Each step runs ``forward`` once on all rows, predicts the still-masked
@@ -105,7 +114,10 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     schedule, so all are committed by step ``cfg.steps``), plus any slot whose
     confidence reaches ``cfg.threshold``.  ``on_step(step, total, ids)`` is
     called after each pass; raising ``Cancelled`` there stops the run.
-    Known positions are never written.  Returns the filled ids, each token's
+    ``settle(ids, masked)`` may fill masked slots whose value the commits so
+    far decide (in place, e.g. the slots after a trailing null); it returns
+    the (B, T) mask of slots it filled, which count as committed with
+    confidence 1 and cost no pass.  Known positions are never written.  Returns the filled ids, each token's
     confidence at commit time, and the number of passes.
     """
     schedule = NoiseSchedule(cfg.schedule)
@@ -138,6 +150,8 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         ids[commit] = grid_token[commit]
         confidence[commit] = grid_conf[commit]
         masked &= ~commit
+        if settle is not None:
+            masked &= ~settle(ids, masked)
         if on_step is not None:
             on_step(step, total, ids)
     for round_ in range(1, cfg.refine_rounds + 1):

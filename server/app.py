@@ -2,28 +2,99 @@
 
 Features are small classes (``server/features``); each owns its handlers'
 logic, and this module only wires them to LSP methods.
+
+Every request gets an answer: before ``initialize`` it is ``ServerNotInitialized``,
+with params that do not match the LSP types it is ``InvalidParams`` (pygls alone
+would log and never answer).  The server exits when its input closes and when
+the editor process named in ``initialize`` (``processId``) is gone.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
+import types as pytypes
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcServerNotInitialized
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from . import __version__
 from .config import Settings, parse_settings
+from .documents import install_workspace
 from .features.actions import ActionFeature, COMMANDS
 from .features.completions import CompletionFeature
 from .features.status import StatusFeature
 from .worker import InferenceWorker
 
 log = logging.getLogger("diffill.server")
+PARENT_POLL_S = float(os.environ.get("DIFFILL_PARENT_POLL_S", "2"))
+_IGNORED = pytypes.SimpleNamespace(jsonrpc="(ignored)")  # handle_message drops it: not JSON-RPC 2.0
+
+
+class DiffillProtocol(LanguageServerProtocol):
+    """pygls' protocol, answering the requests it would drop or misanswer."""
+
+    def __init__(self, server, converter):
+        super().__init__(server, converter)
+        self.initialize_seen = False
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            # Only the top-level message reaches here (pygls' object hook passes nested objects through).
+            method = data.get("method") if isinstance(data, dict) else None
+            detail = _describe(exc.__cause__) or exc.message
+            log.warning("invalid %s message: %s", method or "JSON-RPC", detail)
+            if isinstance(data, dict) and method and data.get("id") is not None:
+                self._send_response(data["id"], error=JsonRpcInvalidParams(
+                    f"invalid params for {method}: {detail}").to_response_error())
+            return _IGNORED
+
+    def handle_message(self, message):
+        method = getattr(message, "method", None)
+        if method == types.INITIALIZE:
+            self.initialize_seen = True
+        elif method is not None and not self.initialize_seen and method != types.EXIT:
+            if getattr(message, "id", None) is not None:  # a request: answer it; notifications are dropped
+                self._send_response(message.id, error=JsonRpcServerNotInitialized(
+                    f"{method} before initialize: the server is not initialized yet").to_response_error())
+            else:
+                log.info("dropped %s before initialize", method)
+            return
+        super().handle_message(message)
+
+
+def _describe(cause) -> str:
+    if cause is None:
+        return ""
+    try:
+        from cattrs import transform_error
+        return "; ".join(transform_error(cause))[:500]
+    except Exception:
+        return str(cause)[:500]
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists but is not ours
+        return True
+    try:  # a zombie (dead, not yet reaped) is gone for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 class DiffillServer(LanguageServer):
     def __init__(self, model_override: str | None = None):
-        super().__init__("diffill", __version__)
+        super().__init__("diffill", __version__, protocol_cls=DiffillProtocol)
         self.settings = Settings()
         self.model_override = model_override
         self.initialized = False
@@ -32,7 +103,7 @@ class DiffillServer(LanguageServer):
         self.worker = InferenceWorker(self.status.from_worker)
         self.completions = CompletionFeature(self)
         self.actions = ActionFeature(self)
-        self._loaded_model: str | None = None
+        self._loaded_model: tuple[str, str] | None = None  # (model, precision)
         self._pending_problems: list[str] = []  # settings problems found before the client can be told
 
     # -- helpers shared by features ------------------------------------------------
@@ -45,7 +116,11 @@ class DiffillServer(LanguageServer):
         self.window_show_message(types.ShowMessageParams(type=kind, message=f"Diffill: {message}"))
 
     def apply_settings(self, raw, source: str) -> None:
-        settings, problems = parse_settings(raw, self.settings)
+        try:
+            settings, problems = parse_settings(raw, self.settings)
+        except Exception as exc:  # a value parse_settings did not foresee: keep what we had, say so
+            settings = self.settings
+            problems = [f"settings could not be read ({type(exc).__name__}: {exc}); the previous ones stay"]
         for p in problems:
             log.warning("%s: %s", source, p)
             if self.initialized:
@@ -55,13 +130,33 @@ class DiffillServer(LanguageServer):
         self.settings = settings
         self.ensure_model()
 
+    def watch_parent(self, pid: int | None) -> None:
+        """Exit when the editor process ``pid`` is gone, even if our input never closes (POSIX only)."""
+        if not pid or os.name != "posix" or pid == os.getpid() or not _process_alive(pid):
+            return
+
+        def watch():
+            while _process_alive(pid):
+                threading.Event().wait(PARENT_POLL_S)
+            log.warning("the editor (process %d) is gone; Diffill exits", pid)
+            self.exit_now(0)
+        threading.Thread(target=watch, name="diffill-parent-watch", daemon=True).start()
+
+    def exit_now(self, code: int = 0) -> None:
+        """Stop the worker and leave at once (a thread blocked reading stdin cannot be joined)."""
+        try:
+            self.worker.stop(wait=2.0)
+            logging.shutdown()
+        finally:
+            os._exit(code)
+
     def ensure_model(self) -> None:
         """(Re)load the model in the background when the wanted one changed."""
-        wanted = self.model_override or self.settings.model
+        wanted = (self.model_override or self.settings.model, self.settings.precision)
         if wanted == self._loaded_model:
             return
         self._loaded_model = wanted
-        self.worker.load(wanted, self.settings.threads)
+        self.worker.load(wanted[0], self.settings.threads, wanted[1])
 
 
 def create_server(model: str | None = None) -> DiffillServer:
@@ -70,6 +165,8 @@ def create_server(model: str | None = None) -> DiffillServer:
     @server.feature(types.INITIALIZE)
     def initialize(ls: DiffillServer, params: types.InitializeParams):
         ls.loop = asyncio.get_running_loop()
+        install_workspace(ls.workspace)  # LSP line ends, cached lines (see documents.py)
+        ls.watch_parent(params.process_id)
         ls.apply_settings(params.initialization_options, "initializationOptions")
 
     @server.feature(types.INITIALIZED)
@@ -100,6 +197,10 @@ def create_server(model: str | None = None) -> DiffillServer:
                 types.ConfigurationParams(items=[types.ConfigurationItem(section="diffill")]))
             raw = items[0] if items else None
         ls.apply_settings(raw, "settings")
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams):
+        ls.completions.forget(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: DiffillServer, params: types.InlineCompletionParams):

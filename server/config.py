@@ -23,7 +23,7 @@ class Settings:
     steps: int = 0                        # 0 = automatic (slots / 2)
     threshold: float = 0.9                # commit every slot at least this sure (0 = off)
     maxTokens: int = 24                   # longest fill considered at the cursor
-    candidates: int = 3                   # inline completion items
+    candidates: int = 1                   # inline completion items (each extra one costs a sampled row)
     trigger: str = "automatic"            # automatic | manual (only explicit invocations are answered)
     enabledLanguages: tuple[str, ...] = ("*",)
     disabledLanguages: tuple[str, ...] = ()
@@ -68,11 +68,13 @@ def _check(name: str, value, default):
         return value, None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default, f"{name} must be a number"
+    lo, hi = bounds[name]
+    if isinstance(value, float) and value != value:
+        return default, f"{name} must be a number, not NaN"
+    if not lo <= value <= hi:  # compared before float(): JSON integers can be too large for a float
+        return default, f"{name} must be between {lo} and {hi}, not {str(value)[:40]}"
     if isinstance(default, int) and not float(value).is_integer():
         return default, f"{name} must be a whole number"
-    lo, hi = bounds[name]
-    if not lo <= value <= hi:
-        return default, f"{name} must be between {lo} and {hi}, not {value}"
     return type(default)(value), None
 
 

@@ -4,6 +4,11 @@ Heavy compute never runs on the event loop.  Jobs carry a supersede key
 (document + job kind): a new job cancels the older one with the same key,
 whether it is still queued or already running; a running job notices between
 two denoising steps, so a cancelled request costs at most one more step.
+
+The thread never dies: whatever a job raises is delivered to whoever awaits
+it, a job that fails (not cancelled, not superseded) is reported with an
+``error`` status, and the next job runs as usual.  ``stats`` counts what
+happened to every job.
 """
 from __future__ import annotations
 
@@ -25,6 +30,14 @@ StatusCallback = Callable[[str, str], None]  # (state, message): loading | ready
 
 class Superseded(Exception):
     """A newer job for the same document and kind replaced this one before it ran."""
+
+
+class NoModel(RuntimeError):
+    """No model is loaded (the load failed or has not finished); the message says why."""
+
+
+class JobFailed(RuntimeError):
+    """A job raised something that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``)."""
 
 
 @dataclass
@@ -55,16 +68,18 @@ class InferenceWorker:
         self._running: Job | None = None
         self._cv = threading.Condition()
         self._stopped = False
+        # submitted = superseded + cancelled + completed + failed (+ dropped by stop) once the queue is empty
+        self.stats = {"submitted": 0, "started": 0, "completed": 0, "superseded": 0, "cancelled": 0, "failed": 0}
         self._thread = threading.Thread(target=self._loop, name="diffill-worker", daemon=True)
         self._thread.start()
 
     # -- public -----------------------------------------------------------------
-    def load(self, model: str, threads: int = 0) -> Job:
+    def load(self, model: str, threads: int = 0, precision: str = "int8") -> Job:
         """Load ``model`` on the worker; the previous engine serves until the new one is ready."""
         def run(_engine, _on_step):
             self.on_status("loading", f"loading model {model or 'default'}")
             try:
-                loaded = load_model(model or None, threads=threads or None)
+                loaded = load_model(model or None, threads=threads or None, precision=precision)
             except Exception as exc:  # ModelLoadError, or anything a broken model dir raises
                 self.model_error = str(exc)
                 log.error("model load failed: %s", exc)
@@ -81,11 +96,16 @@ class InferenceWorker:
     def submit(self, fn: Callable, key=None, progress=None) -> Job:
         job = Job(fn, key, progress)
         with self._cv:
+            if key != "load":
+                self.stats["submitted"] += 1
             if key is not None:
                 for old in [j for j in self._queue if j.key == key]:
                     self._queue.remove(old)
                     old.cancel.set()
-                    old.future.set_exception(Superseded())
+                    if old.key != "load":
+                        self.stats["superseded"] += 1
+                    if old.future.set_running_or_notify_cancel():
+                        old.future.set_exception(Superseded())
                 if self._running is not None and self._running.key == key:
                     self._running.cancel.set()
             self._queue.append(job)
@@ -119,24 +139,53 @@ class InferenceWorker:
                     return
                 job = self._queue.popleft()
                 self._running = job
-            if not job.future.set_running_or_notify_cancel():
-                continue
-            if job.key != "load" and self.engine is not None:
-                self.on_status("busy", "")
             try:
-                if job.cancel.is_set():
-                    raise Cancelled()
-                if job.key != "load" and self.engine is None:
-                    raise RuntimeError(self.model_error or "no model is loaded")
-                job.future.set_result(job.fn(self.engine, job.on_step))
-            except Cancelled as exc:
-                log.info("job %s cancelled after step %d of %d", job.key, job.step, job.total)
-                job.future.set_exception(exc)
-            except BaseException as exc:  # delivered to the awaiting handler, never lost
-                job.future.set_exception(exc)
+                self._run(job)
+            except BaseException:  # bookkeeping itself failed: never let the thread die
+                log.exception("worker error around job %s", job.key)
             finally:
                 with self._cv:
                     self._running = None
-                    idle = not self._queue
-                if idle and self.engine is not None:
-                    self.on_status("ready", str(self.engine.loaded.path))
+
+    def _count(self, what: str, job: Job) -> None:
+        if job.key != "load":
+            with self._cv:
+                self.stats[what] += 1
+
+    def _run(self, job: Job) -> None:
+        if not job.future.set_running_or_notify_cancel():  # cancelled while queued
+            self._count("cancelled", job)
+            return
+        is_load = job.key == "load"
+        if not is_load and self.engine is not None:
+            self.on_status("busy", "")
+        failed = False
+        try:
+            if job.cancel.is_set():
+                raise Cancelled()
+            if not is_load and self.engine is None:
+                raise NoModel(self.model_error or "no model is loaded")
+            self._count("started", job)
+            result = job.fn(self.engine, job.on_step)
+        except Cancelled as exc:
+            log.info("job %s cancelled after step %d of %d", job.key, job.step, job.total)
+            self._count("cancelled", job)
+            job.future.set_exception(exc)
+        except NoModel as exc:
+            self._count("failed", job)
+            job.future.set_exception(exc)
+        except BaseException as exc:  # delivered to the awaiting handler, never lost
+            self._count("failed", job)
+            failed = True  # the error status stays until a later job succeeds
+            if not is_load:  # (a failed load has already said why)
+                log.error("job %s failed at step %d of %d: %s", job.key, job.step, job.total,
+                          exc or type(exc).__name__, exc_info=exc)
+                self.on_status("error", f"a fill failed: {exc or type(exc).__name__}")  # before the answer
+            job.future.set_exception(exc if isinstance(exc, Exception) else JobFailed(repr(exc)))
+        else:
+            self._count("completed", job)
+            job.future.set_result(result)
+        with self._cv:
+            idle = len(self._queue) == 0
+        if idle and not failed and self.engine is not None:
+            self.on_status("ready", str(self.engine.loaded.path))

@@ -92,3 +92,22 @@ def test_bad_config_is_rejected():
         SamplerConfig(order="sideways")
     with pytest.raises(ValueError):
         SamplerConfig(steps=0)
+
+
+def test_settle_fills_decided_slots_without_a_pass():
+    """A settle rule that fills everything right of a committed token 0 (a "trailing null")."""
+    ids, known, prefs = make_case(B=1)
+    prefs[0, 3] = 0                                  # the most confident slot predicts token 0
+
+    def settle(cur, masked):
+        zeros = (cur[0] == 0).nonzero()
+        filled = torch.zeros_like(masked)
+        if len(zeros):
+            filled[0, int(zeros[0]):] = masked[0, int(zeros[0]):]
+        cur[filled] = 0
+        return filled
+    plain = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6))
+    settled = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6), settle=settle)
+    assert plain.passes == 6 and settled.passes == 1  # slot 3 commits first; slots 4..8 follow from it
+    assert (settled.ids[0, 3:9] == 0).all() and torch.equal(settled.ids[known], ids[known])
+    assert (settled.confidence[0, 4:9] == 1).all()

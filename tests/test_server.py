@@ -11,6 +11,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from conftest import session_model
+from lsp_helpers import make_client
 
 MODEL = session_model("tiny")
 SLOW_MODEL = session_model("slow", hidden=256, layers=6)
@@ -18,23 +19,6 @@ CLIENTS = ["visual-studio-code", "neovim"]
 URI = "file:///tmp/diffill-test/doc.py"
 # One server per fixture per module (starting torch is the slow part); tests share its event loop.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def make_client():
-    from pytest_lsp.client import make_test_lsp_client
-    client = make_test_lsp_client()
-    client.statuses = []
-    client.applied = []
-
-    @client.feature("diffill/status")
-    def status(params):
-        client.statuses.append(params)
-
-    @client.feature(types.WORKSPACE_APPLY_EDIT)
-    def apply_edit(params: types.ApplyWorkspaceEditParams):
-        client.applied.append(params)
-        return types.ApplyWorkspaceEditResult(applied=True)
-    return client
 
 
 def server_config(model):

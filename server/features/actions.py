@@ -16,7 +16,7 @@ import uuid
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from ..documents import DocumentProblem, check_usable, offset_of, position_of
+from ..documents import DocumentProblem, check_usable, offset_of, open_document, position_of
 from ..jobs import JOBS, TITLES, Replacement, plan_job
 
 log = logging.getLogger("diffill.actions")
@@ -31,7 +31,7 @@ class ActionFeature:
     # -- shared -----------------------------------------------------------------------
     def _plan(self, job: str, uri: str, rng: types.Range):
         ls = self.server
-        doc = ls.workspace.get_text_document(uri)
+        doc = open_document(ls, uri)
         try:
             check_usable(doc, ls.settings.maxDocumentChars)
         except DocumentProblem as exc:
@@ -93,19 +93,19 @@ class ActionFeature:
         try:
             rng = types.Range(types.Position(**data["range"]["start"]), types.Position(**data["range"]["end"]))
             doc, plan = self._plan(data["job"], data["uri"], rng)
-        except (KeyError, TypeError) as exc:
-            raise JsonRpcInvalidParams(f"code action data is malformed: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise JsonRpcInvalidParams(f"code action data is malformed: {exc!r}") from exc
         if plan is None:
-            action.disabled = types.CodeActionDisabledType(reason="does not apply here any more")
+            action.disabled = types.CodeActionDisabled(reason="does not apply here any more")
             return action
         version = doc.version
         try:
             replacements = await self._run(data["uri"], plan)
         except Exception as exc:  # no model, superseded: the action stays without an edit
-            action.disabled = types.CodeActionDisabledType(reason=str(exc) or type(exc).__name__)
+            action.disabled = types.CodeActionDisabled(reason=str(exc) or type(exc).__name__)
             return action
         if doc.version != version:
-            action.disabled = types.CodeActionDisabledType(reason="the document changed while Diffill was writing")
+            action.disabled = types.CodeActionDisabled(reason="the document changed while Diffill was writing")
             return action
         action.edit = self._edit(doc, replacements)
         return action
@@ -121,7 +121,7 @@ class ActionFeature:
             uri = target["uri"] if isinstance(target, dict) else target.uri
             raw = target.get("range") or {"start": target["position"], "end": target["position"]}
             rng = types.Range(types.Position(**raw["start"]), types.Position(**raw["end"]))
-        except (IndexError, KeyError, TypeError, AttributeError) as exc:
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise JsonRpcInvalidParams(
                 f"{name} takes one argument {{uri, range}} or {{uri, position}}: {exc!r}") from exc
         doc, plan = self._plan(job, uri, rng)
@@ -148,6 +148,7 @@ class ActionFeature:
         finally:
             if token is not None:
                 ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+                ls.work_done_progress.tokens.pop(token, None)  # pygls keeps every token otherwise
         if doc.version != version:
             ls.show("the document changed while Diffill was writing; nothing was applied")
             return {"applied": False, "reason": "document changed"}

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
-from ..documents import DocumentProblem, check_usable, offset_of
+from ..documents import DocumentProblem, check_usable, offset_of, open_document
 from ..jobs import cursor_fills
 
 log = logging.getLogger("diffill.completions")
 TAIL = 256  # characters before the cursor that identify a cached suggestion
+MAX_CACHED = 64  # documents with a remembered suggestion (closing a document forgets its own)
 
 
 @dataclass
@@ -32,6 +33,16 @@ class CompletionFeature:
     def __init__(self, server):
         self.server = server
         self.cache: dict[str, Cached] = {}
+        self.stats = {"requests": 0, "reused": 0}  # reused: answered from a suggestion typed into
+
+    def forget(self, uri: str) -> None:
+        self.cache.pop(uri, None)
+
+    def _remember(self, uri: str, cached: Cached) -> None:
+        self.cache.pop(uri, None)
+        self.cache[uri] = cached
+        while len(self.cache) > MAX_CACHED:
+            self.cache.pop(next(iter(self.cache)))
 
     def _typed_through(self, uri: str, source: str, offset: int) -> list[str] | None:
         c = self.cache.get(uri)
@@ -48,7 +59,7 @@ class CompletionFeature:
         s = ls.settings
         if s.trigger == "manual" and not invoked:
             return [], 0
-        doc = ls.workspace.get_text_document(uri)
+        doc = open_document(ls, uri)
         if not s.language_enabled(doc.language_id):
             return [], 0
         try:
@@ -58,8 +69,10 @@ class CompletionFeature:
             return [], 0
         offset = offset_of(doc, position)
         source = doc.source
+        self.stats["requests"] += 1
         hit = self._typed_through(uri, source, offset)
         if hit is not None:
+            self.stats["reused"] += 1
             return hit, offset
         job = ls.worker.submit(cursor_fills(source, offset, s, s.candidates), key=(uri, kind))
         try:
@@ -68,9 +81,10 @@ class CompletionFeature:
             job.cancel.set()  # the worker stops at its next step
             raise
         except Exception as exc:  # superseded, no model, or a model error: no suggestion, no failure
+            # (a failed fill is reported by the worker with an error status and window/showMessage)
             log.info("no completion for %s: %s", uri, exc or type(exc).__name__)
             return [], offset
-        self.cache[uri] = Cached(offset, source[max(0, offset - TAIL):offset], source[offset:offset + TAIL], texts)
+        self._remember(uri, Cached(offset, source[max(0, offset - TAIL):offset], source[offset:offset + TAIL], texts))
         return texts, offset
 
     async def inline(self, params: types.InlineCompletionParams) -> types.InlineCompletionList:
