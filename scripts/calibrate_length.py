@@ -27,11 +27,13 @@ def main(argv=None) -> int:
     ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.15, 0.3, 0.5, 0.75, 1.0])
     args = ap.parse_args(argv)
     items = read_items(args.data, args.limit)
-    engine = InfillEngine(load_model(args.model, threads=2))
+    engine = InfillEngine(load_model(args.model, threads=2, precision="int8"))
     scores = {}
     for beta in args.betas:
         engine.beta = beta
-        rep = run_eval(engine, items, EngineSettings(), oracle_length=False, progress=False)["overall"]
+        # beta matters only to the probe (bridge, and --length-mode probe); slots mode needs no length score
+        rep = run_eval(engine, items, EngineSettings(length_mode="probe"), oracle_length=False,
+                       progress=False)["overall"]
         scores[beta] = (rep["exact"], rep["char_sim"])
         print(f"beta {beta}: exact {rep['exact']} char_sim {rep['char_sim']}", file=sys.stderr)
     best = max(scores, key=lambda b: scores[b])

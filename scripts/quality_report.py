@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="int8", help="int8 | bf16 | fp32")
     args = ap.parse_args(argv)
     items = read_items(args.data, None)
     if args.limit:  # the same number of items of every kind
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
         for it in items:
             per_kind.setdefault(it["kind"], []).append(it)
         items = [it for group in per_kind.values() for it in group[: args.limit]]
-    engine = InfillEngine(load_model(args.model, threads=args.threads))
+    engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
     results, samples = {}, {}
     for oracle in (True, False):
         for strategy in STRATEGIES:
@@ -47,13 +48,16 @@ def main(argv=None) -> int:
             print(f"{name}: {results[name]['overall']} ({time.time() - t0:.0f}s)", file=sys.stderr)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
             f"{args.threads} threads", "model": str(engine.loaded.path), "items": len(items),
+            "precision": engine.loaded.precision, "settings": repr(EngineSettings()),
             "length_beta": engine.beta}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "results": results, "predictions": samples},
                                                    indent=1, ensure_ascii=False))
     kinds = [k for k in results[next(iter(results))] if k != "overall"] + ["overall"]
-    lines = [f"Model `{Path(meta['model']).name}`, {meta['items']} gaps, {meta['date']}, {meta['machine']}.", ""]
+    lines = [f"Model `{Path(meta['model']).name}` ({meta['precision']}), {meta['items']} gaps, {meta['date']}, "
+             f"{meta['machine']}.", ""]
     for metric, label in (("exact", "exact match %"), ("exact_ci", "exact match, any case %"),
-                          ("char_sim", "character similarity %"), ("passes_per_token", "passes per filled token")):
+                          ("char_sim", "character similarity %"), ("passes_per_token", "passes per filled token"),
+                          ("latency_p50_ms", "latency p50 ms")):
         lines += [f"**{label}**", "", "| strategy / length | " + " | ".join(kinds) + " |",
                   "|---" * (len(kinds) + 1) + "|"]
         for name, rep in results.items():
