@@ -20,9 +20,10 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
     g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
-    g.add_argument("--length-mode", choices=["slots", "probe"], default="slots",
-                   help="unknown length: null-padded slots (one fill) or a batched length probe first")
-    g.add_argument("--null-slots", type=int, default=16, help="slots per gap in --length-mode slots")
+    g.add_argument("--length-mode", choices=["marginal", "slots", "probe"], default="marginal",
+                   help="unknown length: read it off the null probabilities of padded slots (marginal), "
+                        "denoise the padded slots directly (slots), or probe candidate lengths (probe)")
+    g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (marginal and slots modes)")
     g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     g.add_argument("--precision", choices=["int8", "bf16", "fp32"], default="int8",

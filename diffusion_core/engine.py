@@ -17,13 +17,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .canvas import build_canvas, decode_fill
-from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
+from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, null_marginal_lengths, pad_rows, probe_lengths
 from .loading import LoadedModel
 from .mlm_head import MaskedLMRunner
 from .sampler import Cancelled, SamplerConfig, denoise
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
-LENGTH_MODES = ("slots", "probe")
+LENGTH_MODES = ("marginal", "slots", "probe")
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -40,8 +40,9 @@ class EngineSettings:
     refine_rounds: int = 0
     context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
-    length_mode: str = "slots"        # unknown length: "slots" (null-padded slots) or "probe" (batched probe)
-    null_slots: int = 16              # slots mode: slots per gap (capped by max_tokens)
+    length_mode: str = "marginal"     # unknown length: marginal | slots | probe (see fill_gaps)
+    null_slots: int = 16              # marginal and slots modes: slots per gap (capped by max_tokens)
+    null_threshold: float = 0.5       # marginal mode: a slot this likely null ends the gap
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
@@ -159,6 +160,11 @@ class InfillEngine:
                   on_step: Callable | None = None, settings: EngineSettings | None = None) -> list[Fill]:
         """Fill the gaps between ``pieces`` jointly; ``lengths`` per gap, or None to choose.
 
+        Unknown lengths (models with a null token), by ``settings.length_mode``:
+        ``marginal``: one pass over ``null_slots`` masked slots reads each gap's length off the
+        null probabilities, then exactly that many slots are denoised; ``slots``: the null-padded
+        slots are denoised directly and unneeded ones end up null; ``probe``: a batched pass
+        scores every candidate length (also the fallback for models without a null token).
         Returns up to ``candidates`` fills, best first; ``Fill.texts`` holds one text per gap.
         """
         s = settings or self.settings
@@ -167,7 +173,15 @@ class InfillEngine:
             raise ValueError("nothing to fill: no gap between the pieces")
         with self._lock:
             passes = 0
-            if lengths is None and s.length_mode == "slots" and self.null_id is not None:
+            if lengths is None and s.length_mode == "marginal" and self.null_id is not None:
+                # One pass over null-padded slots says how long each gap is; then fill exactly that.
+                room = min(s.max_tokens, s.null_slots)
+                choice = null_marginal_lengths(self._forward, self.tokenizer, pieces, self._context(s, room, n_gaps),
+                                               room, self.null_id, s.null_threshold)
+                passes += 1
+                lengths = choice.lengths
+                plans = self._length_plans(choice.scores, choice.lengths, candidates)
+            elif lengths is None and s.length_mode == "slots" and self.null_id is not None:
                 # The model leaves over-allocated slots null, so no separate length pass is needed.
                 plans = [[min(s.max_tokens, s.null_slots)] * n_gaps] * max(1, candidates)
             elif lengths is None:

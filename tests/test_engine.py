@@ -25,9 +25,28 @@ def test_unknown_length_probe_costs_one_pass(engine):
 
 
 def test_unknown_length_slots_mode_needs_no_probe(engine):
-    s = EngineSettings(strategy="one-shot", null_slots=12)
+    s = EngineSettings(strategy="one-shot", length_mode="slots", null_slots=12)
     fill = engine.fill("The quick brown ", " over the lazy dog.", settings=s)[0]
     assert fill.passes == 1 and fill.slots == 12
+
+
+def test_marginal_mode_reads_the_length_off_the_null_probabilities(tiny_loaded):
+    """A head biased so that slots 0-2 are unlikely null and later ones likely: the gap gets 3 slots."""
+    from diffusion_core.lengths import null_marginal_lengths
+    engine = InfillEngine(tiny_loaded)
+    null = engine.null_id
+
+    def forward(ids, positions):
+        logits = torch.zeros(int(positions.sum()), len(engine.tokenizer))
+        slot = torch.arange(len(logits)) % 8
+        logits[:, null] = torch.where(slot < 3, -5.0, 12.0)
+        return logits
+    choice = null_marginal_lengths(forward, engine.tokenizer, ["The quick ", " fox."], 8, 8, null)
+    assert choice.lengths == [3]
+    assert max(choice.scores[0], key=choice.scores[0].get) == 3
+    fill = engine.fill("The quick brown ", " over the lazy dog.",
+                       settings=EngineSettings(strategy="one-shot", null_slots=12))[0]
+    assert fill.passes == 2 and 1 <= fill.slots <= 12 and fill.tokens == fill.slots  # exact length, no nulls
 
 
 def test_null_rules_keep_nulls_trailing(engine):
@@ -77,6 +96,8 @@ def test_null_slots_are_dropped(tiny_loaded):
         bias.data[tiny_loaded.null_token_id] = 100.0
         engine = InfillEngine(tiny_loaded)
         fill = engine.fill("The quick ", " fox.", length=None)[0]
+        assert fill.tokens == 1 == fill.slots  # every slot but the first (never null) says null
+        fill = engine.fill("The quick ", " fox.", length=None, settings=EngineSettings(length_mode="slots"))[0]
         assert fill.tokens == 1 and fill.slots >= 1  # all nulls but the first slot, which is never null
         assert fill.passes <= 2  # the committed nulls settle every later slot without more passes
         exact = engine.fill("The quick ", " fox.", length=5)[0]  # a given length rules nulls out
