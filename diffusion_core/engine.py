@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .canvas import build_canvas, decode_fill
-from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, null_marginal_lengths, pad_rows, probe_lengths
+from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
 from .loading import LoadedModel
 from .mlm_head import MaskedLMRunner
+from .null_rules import NullRules
 from .sampler import Cancelled, SamplerConfig, denoise
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
@@ -42,7 +43,8 @@ class EngineSettings:
     max_tokens: int = 32              # longest gap probed when the length is unknown
     length_mode: str = "marginal"     # unknown length: marginal | slots | probe (see fill_gaps)
     null_slots: int = 16              # marginal and slots modes: slots per gap (capped by max_tokens)
-    null_threshold: float = 0.5       # marginal mode: a slot this likely null ends the gap
+    null_threshold: float | None = None  # marginal mode: a slot this likely null ends the gap (None: the
+                                         # model's calibrated diffill_null_threshold, else 0.5)
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
@@ -76,6 +78,7 @@ class InfillEngine:
         self.runner = MaskedLMRunner(loaded.model).eval()
         self.null_id = loaded.null_token_id
         self.beta = float(getattr(loaded.model.config, "diffill_length_beta", DEFAULT_BETA))
+        self.null_threshold = float(getattr(loaded.model.config, "diffill_null_threshold", 0.5))
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
@@ -85,57 +88,6 @@ class InfillEngine:
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
         return self.runner(ids, attention.long(), positions)
 
-    def _forward_with_null_rules(self, canvases, exact: bool):
-        """A forward that keeps each gap's nulls trailing, as in training (span first, then nulls).
-
-        With ``exact`` lengths the null token is ruled out everywhere.  Otherwise
-        a gap's first slot is never null (confident trailing nulls, committed
-        first, could empty the gap), no slot before a committed real token is
-        null, and every slot after a committed null is null.
-        """
-        null, mask = self.null_id, self.tokenizer.mask_token_id
-
-        def forward(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-            logits = self._forward(ids, positions)                      # (N, V)
-            if null is None:
-                return logits
-            ban = torch.zeros(ids.shape, dtype=torch.bool)              # (B, T)
-            force = torch.zeros(ids.shape, dtype=torch.bool)
-            for row, canvas in enumerate(canvases):
-                for a, b in canvas.gaps:
-                    if exact:
-                        ban[row, a:b] = True
-                        continue
-                    slot = ids[row, a:b]
-                    real = ((slot != null) & (slot != mask)).nonzero()
-                    ban[row, a:a + 1 + (int(real[-1]) if len(real) else 0)] = True
-                    nulls = (slot == null).nonzero()
-                    if len(nulls):
-                        force[row, a + int(nulls[0]):b] = True
-            logits[ban[positions], null] = float("-inf")
-            forced = force[positions]
-            logits[forced] = float("-inf")
-            logits[forced, null] = 0.0
-            return logits
-        return forward
-
-    def _trailing_nulls(self, canvases):
-        """``settle`` for the sampler: once a gap has a committed null, its later slots are null too."""
-        null = self.null_id
-
-        def settle(ids: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-            filled = torch.zeros_like(masked)                           # (B, T)
-            for row, canvas in enumerate(canvases):
-                for a, b in canvas.gaps:
-                    nulls = (ids[row, a:b] == null).nonzero()
-                    if len(nulls):
-                        after = torch.zeros(b - a, dtype=torch.bool)
-                        after[int(nulls[0]):] = True
-                        filled[row, a:b] = after & masked[row, a:b]
-            ids[filled] = null
-            return filled
-        return settle
-
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":
             return SamplerConfig(steps=1, order="confidence")
@@ -143,7 +95,8 @@ class InfillEngine:
             return SamplerConfig(steps=max(1, slots), order="left-to-right")
         steps = s.steps or max(1, math.ceil(slots / s.tokens_per_step))
         return SamplerConfig(steps=min(steps, slots), order=s.order, temperature=s.temperature, top_k=s.top_k,
-                             top_p=s.top_p, threshold=s.threshold, refine_rounds=s.refine_rounds)
+                             top_p=s.top_p, threshold=s.threshold, refine_rounds=s.refine_rounds,
+                             min_commit=max(1, int(s.tokens_per_step)))
 
     def _context(self, s: EngineSettings, slots: int, n_gaps: int) -> int:
         # Leave room for the slots and special tokens inside the model's position limit.
@@ -161,10 +114,10 @@ class InfillEngine:
         """Fill the gaps between ``pieces`` jointly; ``lengths`` per gap, or None to choose.
 
         Unknown lengths (models with a null token), by ``settings.length_mode``:
-        ``marginal``: one pass over ``null_slots`` masked slots reads each gap's length off the
-        null probabilities, then exactly that many slots are denoised; ``slots``: the null-padded
-        slots are denoised directly and unneeded ones end up null; ``probe``: a batched pass
-        scores every candidate length (also the fallback for models without a null token).
+        ``marginal``: each gap gets ``null_slots`` slots, the first pass reads its length off the
+        null probabilities and the slots past it are null from then on; ``slots``: the padded slots
+        are denoised and the unneeded ones end up null; ``probe``: a batched pass scores every
+        candidate length first (also the fallback for models without a null token).
         Returns up to ``candidates`` fills, best first; ``Fill.texts`` holds one text per gap.
         """
         s = settings or self.settings
@@ -173,18 +126,13 @@ class InfillEngine:
             raise ValueError("nothing to fill: no gap between the pieces")
         with self._lock:
             passes = 0
-            if lengths is None and s.length_mode == "marginal" and self.null_id is not None:
-                # One pass over null-padded slots says how long each gap is; then fill exactly that.
-                room = min(s.max_tokens, s.null_slots)
-                choice = null_marginal_lengths(self._forward, self.tokenizer, pieces, self._context(s, room, n_gaps),
-                                               room, self.null_id, s.null_threshold)
-                passes += 1
-                lengths = choice.lengths
-                plans = self._length_plans(choice.scores, choice.lengths, candidates)
-            elif lengths is None and s.length_mode == "slots" and self.null_id is not None:
-                # The model leaves over-allocated slots null, so no separate length pass is needed.
+            null_mode = "exact"
+            if lengths is None and s.length_mode in ("marginal", "slots") and self.null_id is not None:
+                # Null-padded slots: the model leaves the unneeded ones null (no separate length pass).
+                null_mode = "marginal" if s.length_mode == "marginal" else "open"
                 plans = [[min(s.max_tokens, s.null_slots)] * n_gaps] * max(1, candidates)
             elif lengths is None:
+                null_mode = "open"
                 cands = [L for L in s.length_candidates if L <= s.max_tokens] or [s.max_tokens]
                 choice = probe_lengths(self._forward, self.tokenizer, pieces, self._context(s, max(cands), n_gaps),
                                        cands, self.beta, round_up=self.null_id is not None)
@@ -199,8 +147,12 @@ class InfillEngine:
             if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans):
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
-            forward = self._forward_with_null_rules(canvases, exact=lengths is not None)
-            settle = None if lengths is not None or self.null_id is None else self._trailing_nulls(canvases)
+            forward, settle = self._forward, None
+            if self.null_id is not None:
+                rules = NullRules(self._forward, [c.gaps for c in canvases], self.null_id,
+                                  self.tokenizer.mask_token_id, null_mode,
+                                  self.null_threshold if s.null_threshold is None else s.null_threshold)
+                forward, settle = rules.forward, rules.settle
             result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen, settle)
             passes += result.passes
         fills = []

@@ -1,10 +1,10 @@
 """Choosing how many slots a gap gets when the user does not say.
 
-``null_marginal_lengths`` (one single-row pass): a model trained to pad
-spans with trailing null tokens says, at each slot j of an over-allocated
-gap, the probability that slot j is null, i.e. that the span is at most j
-tokens long.  The chosen length is the median: the first slot whose null
-probability reaches one half.
+``median_length``: a model trained to pad spans with trailing null tokens
+says, at each slot j of an over-allocated gap, the probability that slot j
+is null, i.e. that the span is at most j tokens long; the median length is
+the first slot whose null probability reaches one half (used by the
+engine's ``marginal`` mode during its first denoising pass, see null_rules.py).
 
 ``probe_lengths`` (one batched pass over all candidates): all candidate lengths are probed in one batched pass: row j lays every gap
 out with ``candidates[j]`` fully masked slots, and each gap's score for that
@@ -72,23 +72,16 @@ def probe_lengths(forward, tokenizer, pieces: list[str], context_tokens: int, ca
     return LengthChoice(chosen, scores)
 
 
-@torch.no_grad()
-def null_marginal_lengths(forward, tokenizer, pieces: list[str], context_tokens: int, room: int, null_id: int,
-                          threshold: float = 0.5) -> LengthChoice:
-    """Pick a length per gap from the null probabilities of ``room`` masked slots (one row, one pass).
 
-    ``scores[g][L]`` is the probability that gap g is exactly L tokens long (differences of the null
-    probabilities, which the model need not keep monotone, so clamped at 0); slot 0 is never null.
+def median_length(p_null: list[float], threshold: float = 0.5) -> int:
+    """The median span length from the null probabilities of a gap's slots (slot 0 is never null).
+
+    ``p_null[j]`` estimates P(length <= j); the model need not keep it monotone, so a running
+    maximum is used.  The length is the first j >= 1 where it reaches ``threshold``, else all slots.
     """
-    n_gaps = len(pieces) - 1
-    canvas = build_canvas(tokenizer, pieces, [room] * n_gaps, context_tokens)
-    masked = ~canvas.known[None]                                        # (1, T)
-    logits = forward(canvas.ids[None], masked)                          # (n_gaps * room, V)
-    p_null = logits.float().softmax(-1)[:, null_id].view(n_gaps, room)  # (G, room), gaps in canvas order
-    p_null[:, 0] = 0.0
-    chosen, scores = [], []
-    for row in p_null.tolist():
-        at_most = [max(row[:j + 1]) for j in range(room)] + [1.0]       # P(length <= j), made monotone
-        chosen.append(next((j for j in range(1, room) if at_most[j] >= threshold), room))
-        scores.append({L: max(0.0, at_most[L] - at_most[L - 1]) for L in range(1, room + 1)})
-    return LengthChoice(chosen, scores)
+    at_most = 0.0
+    for j in range(1, len(p_null)):
+        at_most = max(at_most, p_null[j])
+        if at_most >= threshold:
+            return j
+    return max(1, len(p_null))

@@ -37,6 +37,7 @@ class SamplerConfig:
     top_p: float = 1.0                # 1 = off
     threshold: float | None = None    # also commit every slot whose confidence reaches this
     refine_rounds: int = 0            # Mask-Predict rounds after the first fill
+    min_commit: int = 0               # commit at least this many slots per pass (when slots are settled early)
     schedule: str = "linear"
 
     def __post_init__(self) -> None:
@@ -100,7 +101,8 @@ def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg
     target = torch.tensor([schedule.masked_after_step(int(n), step, cfg.steps) for n in initial])
     steps_left = max(1, cfg.steps - step + 1)
     even = (remaining + steps_left - 1) // steps_left                   # ceil(remaining / steps_left)
-    return torch.maximum((remaining - target).clamp_min(0), even)
+    return torch.maximum(torch.maximum((remaining - target).clamp_min(0), even),
+                         torch.full_like(remaining, cfg.min_commit))
 
 
 def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,

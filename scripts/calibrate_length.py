@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Calibrate a model's length-bias correction ``beta`` on held-out gaps and store it in its config.json.
+"""Calibrate a model's length choices on held-out gaps and store them in its config.json.
+
+Two numbers: the probe's length-bias correction ``beta`` and the marginal mode's null threshold.
 
 The unknown-length probe scores each candidate length by mean top-1 log-probability + beta * log(length).
 This tries several beta values on calibration gaps (never the evaluation set) and keeps the one whose
 chosen lengths give the best exact match, then writes ``diffill_length_beta`` into the model's config.
 
-Usage: calibrate_length.py MODEL_DIR CALIB.jsonl [--limit N] [--betas 0 0.25 0.5 ...]
+Usage: calibrate_length.py MODEL_DIR CALIB.jsonl [--limit N] [--betas 0 0.25 ...] [--null-thresholds 0.2 0.5 ...]
 """
 from __future__ import annotations
 
@@ -19,29 +21,39 @@ from diffusion_core.evaluate import read_items, run_eval
 from diffusion_core.loading import load_model
 
 
+def _sweep(engine, items, name, values, setter, settings) -> float:
+    scores = {}
+    for v in values:
+        setter(v)
+        rep = run_eval(engine, items, settings, oracle_length=False, progress=False)["overall"]
+        scores[v] = (rep["exact"], rep["char_sim"])
+        print(f"{name} {v}: exact {rep['exact']} char_sim {rep['char_sim']}", file=sys.stderr)
+    return max(scores, key=lambda v: scores[v]), scores
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
     ap.add_argument("data")
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.15, 0.3, 0.5, 0.75, 1.0])
+    ap.add_argument("--null-thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     args = ap.parse_args(argv)
     items = read_items(args.data, args.limit)
     engine = InfillEngine(load_model(args.model, threads=2, precision="int8"))
-    scores = {}
-    for beta in args.betas:
-        engine.beta = beta
-        # beta matters only to the probe (bridge, and --length-mode probe); slots mode needs no length score
-        rep = run_eval(engine, items, EngineSettings(length_mode="probe"), oracle_length=False,
-                       progress=False)["overall"]
-        scores[beta] = (rep["exact"], rep["char_sim"])
-        print(f"beta {beta}: exact {rep['exact']} char_sim {rep['char_sim']}", file=sys.stderr)
-    best = max(scores, key=lambda b: scores[b])
+    # beta scores candidate lengths in the probe (bridge, --length-mode probe); the null threshold
+    # ends a gap in the default marginal mode.
+    beta, beta_scores = _sweep(engine, items, "beta", args.betas, lambda v: setattr(engine, "beta", v),
+                               EngineSettings(length_mode="probe"))
+    null_t, null_scores = _sweep(engine, items, "null threshold", args.null_thresholds,
+                                 lambda v: setattr(engine, "null_threshold", v), EngineSettings())
     cfg_path = args.model / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["diffill_length_beta"] = best
+    cfg["diffill_length_beta"] = beta
+    cfg["diffill_null_threshold"] = null_t
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-    print(json.dumps({"beta": best, "scores": {str(k): v for k, v in scores.items()}}))
+    print(json.dumps({"beta": beta, "null_threshold": null_t, "beta_scores": {str(k): v for k, v in beta_scores.items()},
+                      "null_threshold_scores": {str(k): v for k, v in null_scores.items()}}))
     return 0
 
 

@@ -37,15 +37,16 @@ def main(argv=None) -> int:
         items = [it for group in per_kind.values() for it in group[: args.limit]]
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
     results, samples = {}, {}
-    for oracle in (True, False):
-        for strategy in STRATEGIES:
-            name = f"{strategy}/{'oracle' if oracle else 'unknown'}"
-            preds: list = []
-            t0 = time.time()
-            results[name] = run_eval(engine, items, EngineSettings(strategy=strategy), oracle, progress=False,
-                                     predictions=preds)
-            samples[name] = preds
-            print(f"{name}: {results[name]['overall']} ({time.time() - t0:.0f}s)", file=sys.stderr)
+    runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", EngineSettings(strategy=strategy), oracle)
+            for oracle in (True, False) for strategy in STRATEGIES]
+    # the other ways of choosing an unknown length (the default is "marginal")
+    runs += [(f"diffusion/unknown ({mode})", EngineSettings(length_mode=mode), False) for mode in ("slots", "probe")]
+    for name, settings, oracle in runs:
+        preds: list = []
+        t0 = time.time()
+        results[name] = run_eval(engine, items, settings, oracle, progress=False, predictions=preds)
+        samples[name] = preds
+        print(f"{name}: {results[name]['overall']} ({time.time() - t0:.0f}s)", file=sys.stderr)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
             f"{args.threads} threads", "model": str(engine.loaded.path), "items": len(items),
             "precision": engine.loaded.precision, "settings": repr(EngineSettings()),

@@ -5,7 +5,9 @@ from hypothesis import strategies as st
 
 from diffusion_core.canvas import build_canvas, decode_fill, window_ids
 from diffusion_core.engine import STRATEGIES, EngineSettings, InfillEngine
-from diffusion_core.sampler import Cancelled
+from diffusion_core.lengths import median_length
+from diffusion_core.null_rules import NullRules
+from diffusion_core.sampler import Cancelled, SamplerConfig, denoise
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -30,41 +32,48 @@ def test_unknown_length_slots_mode_needs_no_probe(engine):
     assert fill.passes == 1 and fill.slots == 12
 
 
-def test_marginal_mode_reads_the_length_off_the_null_probabilities(tiny_loaded):
-    """A head biased so that slots 0-2 are unlikely null and later ones likely: the gap gets 3 slots."""
-    from diffusion_core.lengths import null_marginal_lengths
+def test_median_length_from_null_probabilities():
+    assert median_length([0.9, 0.1, 0.2, 0.6, 0.9]) == 3      # slot 0 never counts
+    assert median_length([0.0, 0.1, 0.7, 0.3, 0.9]) == 2      # non-monotone: running maximum
+    assert median_length([0.0, 0.1, 0.2]) == 3                # never likely null: all slots
+    assert median_length([0.0, 0.4, 0.45], threshold=0.4) == 1
+
+
+def test_marginal_mode_decides_the_length_in_the_first_pass(tiny_loaded):
+    """A head that says "null" from slot 3 on: the gap gets 3 tokens, and that costs no extra pass."""
     engine = InfillEngine(tiny_loaded)
-    null = engine.null_id
+    null, room = engine.null_id, 8
+    canvas = build_canvas(engine.tokenizer, ["The quick ", " fox."], [room], 8)
+    a, b = canvas.gaps[0]
 
     def forward(ids, positions):
-        logits = torch.zeros(int(positions.sum()), len(engine.tokenizer))
-        slot = torch.arange(len(logits)) % 8
-        logits[:, null] = torch.where(slot < 3, -5.0, 12.0)
-        return logits
-    choice = null_marginal_lengths(forward, engine.tokenizer, ["The quick ", " fox."], 8, 8, null)
-    assert choice.lengths == [3]
-    assert max(choice.scores[0], key=choice.scores[0].get) == 3
-    fill = engine.fill("The quick brown ", " over the lazy dog.",
-                       settings=EngineSettings(strategy="one-shot", null_slots=12))[0]
-    assert fill.passes == 2 and 1 <= fill.slots <= 12 and fill.tokens == fill.slots  # exact length, no nulls
-
+        logits = torch.zeros(ids.shape + (len(engine.tokenizer),))       # (B, T, V)
+        logits[:, :, 7] = 2.0
+        logits[:, a + 3:b, null] = 9.0
+        return logits[positions]
+    rules = NullRules(forward, [canvas.gaps], null, engine.tokenizer.mask_token_id, "marginal")
+    out = denoise(rules.forward, canvas.ids[None], canvas.known[None], engine.tokenizer.mask_token_id,
+                  SamplerConfig(steps=4, min_commit=2), settle=rules.settle)
+    assert rules.lengths == [[3]]
+    assert out.ids[0, a:a + 3].tolist() == [7, 7, 7] and (out.ids[0, a + 3:b] == null).all()
+    assert out.passes == 2                                            # ceil(3 / 2), as with the length given
 
 def test_null_rules_keep_nulls_trailing(engine):
-    """After a committed null every slot is forced null; before a committed token null is banned."""
+    """Open mode: after a committed null every slot is forced null; before a committed token null is banned."""
     canvas = build_canvas(engine.tokenizer, ["The quick ", " fox."], [6], 8)
     (a, b), null = canvas.gaps[0], engine.null_id
     ids = canvas.ids.clone()
     word = engine.tokenizer("brown", add_special_tokens=False).input_ids[0]
     ids[a + 2], ids[a + 4] = word, null          # slots: ? ? brown ? null ?
     masked = ids == engine.tokenizer.mask_token_id
-    forward = engine._forward_with_null_rules([canvas], exact=False)
-    logits = forward(ids[None], masked[None])                           # (3, V): slots a, a+1, a+3... and a+5
-    slots = masked.nonzero().squeeze(-1).tolist()
-    by_slot = dict(zip(slots, logits))
+    rules = NullRules(engine._forward, [canvas.gaps], null, engine.tokenizer.mask_token_id, "open")
+    logits = rules.forward(ids[None], masked[None])                     # slots a, a+1, a+3, a+5
+    by_slot = dict(zip(masked.nonzero().squeeze(-1).tolist(), logits))
     assert by_slot[a][null] == float("-inf") and by_slot[a + 1][null] == float("-inf")
     assert by_slot[a + 5].argmax() == null and by_slot[a + 5].softmax(-1)[null] == 1.0
     assert torch.isfinite(by_slot[a + 3][null])  # between the last token and the first null: free
-
+    filled = rules.settle(ids[None], masked[None])
+    assert filled[0].nonzero().squeeze(-1).tolist() == [a + 5] and ids[a + 5] == null
 
 def test_joint_fill_returns_one_text_per_gap(engine):
     fills = engine.fill_gaps(["The ", " fox ", " over the ", "."], lengths=[2, 3, 1])
@@ -96,7 +105,7 @@ def test_null_slots_are_dropped(tiny_loaded):
         bias.data[tiny_loaded.null_token_id] = 100.0
         engine = InfillEngine(tiny_loaded)
         fill = engine.fill("The quick ", " fox.", length=None)[0]
-        assert fill.tokens == 1 == fill.slots  # every slot but the first (never null) says null
+        assert fill.tokens == 1 and fill.passes == 1  # every slot but the first (never null) says null
         fill = engine.fill("The quick ", " fox.", length=None, settings=EngineSettings(length_mode="slots"))[0]
         assert fill.tokens == 1 and fill.slots >= 1  # all nulls but the first slot, which is never null
         assert fill.passes <= 2  # the committed nulls settle every later slot without more passes
