@@ -39,7 +39,7 @@ def _fill_given_length(engine, x, s):
 
 
 def _fill_long(engine, x, s):
-    wide = replace(s, max_tokens=max(s.max_tokens, MULTI_LINE_TOKENS),
+    wide = replace(s, max_tokens=max(s.max_tokens, MULTI_LINE_TOKENS), null_slots=MULTI_LINE_TOKENS,
                    length_candidates=tuple(sorted(set(s.length_candidates) | {48, MULTI_LINE_TOKENS})))
     return engine.fill(x["prefix"], x["suffix"], settings=wide)[0]
 
