@@ -8,7 +8,8 @@ Each sequence gets a time ``t ~ U(eps, 1)`` and one of two corruptions:
   replaced by ``k + extra`` slots, the first ``k`` targets being the span and
   the ``extra`` ones the null token, so the model learns to leave
   over-allocated slots empty; each slot is then masked with probability
-  ``mask_ratio(t)`` (at least one), as at an intermediate step of sampling.
+  ``mask_ratio(t)`` (at least one), as at an intermediate step of sampling,
+  or, a quarter of the time, all of them (as in the first pass).
 
 Loss targets are -100 where no loss is taken.
 """
@@ -50,7 +51,7 @@ class BoundaryTable:
 
 def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: np.random.Generator, schedule: NoiseSchedule,
             mask_id: int, null_id: int | None, eps: float = 0.05, infill_prob: float = 0.5,
-            max_span_words: int = 24, null_room: int = 16) -> Corrupted:
+            max_span_words: int = 24, null_room: int = 16, all_masked_prob: float = 0.25) -> Corrupted:
     t = float(rng.uniform(eps, 1.0))
     ratio = schedule.mask_ratio(t)
     weight = schedule.loss_weight(t)
@@ -78,9 +79,15 @@ def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: n
     slots = np.concatenate([span, np.full(extra, null_id)])[: len(ids) - start]
     keep_suffix = max(0, len(ids) - start - len(slots))  # total length stays len(ids)
     suffix = ids[end:end + keep_suffix]
-    masked = rng.random(len(slots)) < ratio
-    if not masked.any():
-        masked[rng.integers(len(slots))] = True
+    if rng.random() < all_masked_prob:
+        # Every slot hidden, as in the first denoising pass, where the engine reads the gap's length
+        # off the null probabilities: without this the model rarely sees a fully masked gap.
+        masked = np.ones(len(slots), dtype=bool)
+        weight = schedule.loss_weight(1.0)
+    else:
+        masked = rng.random(len(slots)) < ratio
+        if not masked.any():
+            masked[rng.integers(len(slots))] = True
     inputs = np.concatenate([ids[:start], np.where(masked, mask_id, slots), suffix])
     labels = np.concatenate([np.full(start, -100), np.where(masked, slots, -100), np.full(len(suffix), -100)])
     return Corrupted(inputs.tolist(), labels.tolist(), weight / len(slots))
