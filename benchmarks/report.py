@@ -123,8 +123,9 @@ def markdown(res: dict) -> str:
     sweep = res.get("quality") or []
     if sweep:
         parts += ["", f"## 2. Quality against forward passes (dev subset: {sweep[0]['n']} gaps, unknown length)", "",
-                  "passes/token counts every pass, including the one batched length-probe pass each fill starts "
-                  "with; denoise passes/token leaves it out.", "",
+                  "passes/token counts every pass; the default (marginal) length mode reads the length off the "
+                  "first denoising pass, so there is no separate length pass (denoise passes/token leaves out "
+                  "the probe pass only in probe mode).", "",
                   _table(["setting", "exact %", "char sim %", "passes", "passes/token", "denoise passes/token",
                           "mean ms", "p95 ms"],
                          [[r["label"] + (" (default)" if r["default"] else ""), r["exact"], r["char_sim"], r["passes"],
@@ -198,7 +199,8 @@ def markdown(res: dict) -> str:
                                f"{floor['rows']} x {floor['tokens']}", floor["masked"], round(floor["flops"] / 1e6, 1),
                                floor["floor_ms"], floor["measured"]["p50_ms"], floor["x_floor"]]]),
                   "", "Per job (section 1, diffusion): x FLOP floor = p50 over repetitions of job time / the summed floor "
-                  "of every pass the job ran (the length probe's batched pass included)."]
+                  "of every pass the job ran. The floor uses the float32 matrix-multiply rate, so int8 passes can run "
+                  "below 1x of it."]
     parts += ["", f"Section wall times (s): {res.get('section_seconds')}", ""]
     return "\n".join(parts)
 
@@ -227,7 +229,7 @@ def plot(sweep: list[dict], path: Path) -> str | None:
         ax.axvline(0.5, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_ylim(0, max(5.0, 1.1 * max(r[key] for r in sweep)))
-        ax.set_xlabel("forward passes per filled token (length probe included, log scale)")
+        ax.set_xlabel("forward passes per filled token (every pass, log scale)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
