@@ -50,9 +50,6 @@ class FastTokenizer:
     def __call__(self, text: str, add_special_tokens: bool = True):
         return types.SimpleNamespace(input_ids=self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
-
     def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False) -> str:
         # Diffill's tokenizers are byte-level and never clean up spaces; a WordPiece directory loads via
         # transformers, whose decode honours clean_up_tokenization_spaces.

@@ -96,14 +96,12 @@ class InferenceWorker:
     def submit(self, fn: Callable, key=None, progress=None) -> Job:
         job = Job(fn, key, progress)
         with self._cv:
-            if key != "load":
-                self.stats["submitted"] += 1
+            self._count("submitted", job)
             if key is not None:
                 for old in [j for j in self._queue if j.key == key]:
                     self._queue.remove(old)
                     old.cancel.set()
-                    if old.key != "load":
-                        self.stats["superseded"] += 1
+                    self._count("superseded", old)
                     if old.future.set_running_or_notify_cancel():
                         old.future.set_exception(Superseded())
                 if self._running is not None and self._running.key == key:

@@ -149,6 +149,15 @@ def shown(client, *words) -> bool:
     return any(m.type == types.MessageType.Error and all(w in m.message for w in words) for m in client.messages)
 
 
+async def serve_copy_of_model(client, tmp_path_factory, name: str) -> Path:
+    """Copy the tiny model to a fresh directory, switch the server to it and wait until it is ready."""
+    d = tmp_path_factory.mktemp(name) / "model"
+    shutil.copytree(MODEL, d)
+    use_model(client, d)
+    await wait_status(client, "ready", str(d))
+    return d
+
+
 async def completed(client) -> int:
     return (await status(client))["jobs"]["completed"]
 
@@ -185,10 +194,7 @@ async def test_broken_model_directories(faulty, tmp_path_factory, kind, words):
 
 @aio
 async def test_model_file_replaced_while_serving(faulty, tmp_path_factory):
-    d = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(MODEL, d)
-    use_model(faulty, d)
-    await wait_status(faulty, "ready", str(d))
+    d = await serve_copy_of_model(faulty, tmp_path_factory, "served")
     uri = "file:///tmp/diffill-faults/served.txt"
     open_doc(faulty, "The quick brown fox jumps over the lazy dog.", uri)
     before = await completed(faulty)
@@ -216,10 +222,7 @@ async def test_model_file_replaced_while_serving(faulty, tmp_path_factory):
 
 @aio
 async def test_worker_raising_mid_denoise(faulty, tmp_path_factory):
-    d = tmp_path_factory.mktemp("good") / "model"
-    shutil.copytree(MODEL, d)
-    use_model(faulty, d)
-    await wait_status(faulty, "ready", str(d))
+    await serve_copy_of_model(faulty, tmp_path_factory, "good")
     faulty.messages.clear()
     bad, good = "file:///tmp/diffill-faults/bad.txt", "file:///tmp/diffill-faults/good.txt"
     open_doc(faulty, "INJECT_FAULT here: alpha [MASK] beta", bad)
