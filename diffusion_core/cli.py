@@ -20,8 +20,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
     g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
-    g.add_argument("--length-mode", choices=["marginal", "slots", "probe"], default="marginal",
-                   help="unknown length: read it off the null probabilities of padded slots (marginal), "
+    g.add_argument("--length-mode", choices=["hybrid", "marginal", "slots", "probe"], default="hybrid",
+                   help="unknown length: a short fill the model is sure of, else the marginal fill (hybrid); "
+                        "read it off the null probabilities of padded slots (marginal), "
                         "denoise the padded slots directly (slots), or probe candidate lengths (probe)")
     g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (marginal and slots modes)")
     g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")

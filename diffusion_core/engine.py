@@ -24,7 +24,8 @@ from .null_rules import NullRules
 from .sampler import Cancelled, SamplerConfig, denoise
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
-LENGTH_MODES = ("marginal", "slots", "probe")
+LENGTH_MODES = ("hybrid", "marginal", "slots", "probe")
+DEFAULT_SHORT_CONFIDENCE = 0.3
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -41,10 +42,13 @@ class EngineSettings:
     refine_rounds: int = 0
     context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
-    length_mode: str = "marginal"     # unknown length: marginal | slots | probe (see fill_gaps)
-    null_slots: int = 16              # marginal and slots modes: slots per gap (capped by max_tokens)
+    length_mode: str = "hybrid"       # unknown length: hybrid | marginal | slots | probe (see fill_gaps)
+    null_slots: int = 16              # hybrid, marginal and slots modes: slots per gap (capped by max_tokens)
     null_threshold: float | None = None  # marginal mode: a slot this likely null ends the gap (None: the
                                          # model's calibrated diffill_null_threshold, else 0.5)
+    short_lengths: tuple[int, ...] = (1, 2, 3)  # hybrid mode: short lengths filled beside the marginal row
+    short_confidence: float | None = None  # hybrid mode: a short fill whose mean token probability reaches
+                                           # this wins (None: the model's diffill_short_confidence, else 0.3)
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
@@ -53,6 +57,8 @@ class EngineSettings:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.max_tokens < 1 or self.context_tokens < 0 or self.null_slots < 1:
             raise ValueError("max_tokens and null_slots must be >= 1 and context_tokens >= 0")
+        if not self.short_lengths or min(self.short_lengths) < 1:
+            raise ValueError("short_lengths must be a non-empty list of lengths >= 1")
         if self.length_mode not in LENGTH_MODES:
             raise ValueError(f"unknown length mode {self.length_mode!r}; choose one of {', '.join(LENGTH_MODES)}")
         SamplerConfig(order=self.order)
@@ -66,6 +72,7 @@ class Fill:
     passes: int          # forward passes spent on the whole job
     slots: int = 0       # slots allocated (tokens + nulls)
     texts: list[str] = field(default_factory=list)  # per gap, for joint fills
+    logprob: float = 0.0  # total log-probability of its slots
 
 
 class InfillEngine:
@@ -79,12 +86,17 @@ class InfillEngine:
         self.null_id = loaded.null_token_id
         self.beta = float(getattr(loaded.model.config, "diffill_length_beta", DEFAULT_BETA))
         self.null_threshold = float(getattr(loaded.model.config, "diffill_null_threshold", 0.5))
+        self.short_confidence = float(getattr(loaded.model.config, "diffill_short_confidence",
+                                              DEFAULT_SHORT_CONFIDENCE))
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        busy = positions.any(1)                                         # (B,)
+        if not bool(busy.all()):  # rows already filled (short ones finish first) cost no compute
+            ids, positions = ids[busy], positions[busy]
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
         return self.runner(ids, attention.long(), positions)
 
@@ -114,6 +126,10 @@ class InfillEngine:
         """Fill the gaps between ``pieces`` jointly; ``lengths`` per gap, or None to choose.
 
         Unknown lengths (models with a null token), by ``settings.length_mode``:
+        ``hybrid`` (one gap): a marginal row and one row per ``short_lengths`` are denoised in
+        one batch; the most probable short fill wins if its mean token probability reaches
+        ``short_confidence`` (a short answer the model is sure of: the case where its length can
+        be right at all), else the marginal row does; several gaps use ``marginal``.
         ``marginal``: each gap gets ``null_slots`` slots, the first pass reads its length off the
         null probabilities and the slots past it are null from then on; ``slots``: the padded slots
         are denoised and the unneeded ones end up null; ``probe``: a batched pass scores every
@@ -124,12 +140,19 @@ class InfillEngine:
         n_gaps = len(pieces) - 1
         if n_gaps < 1:
             raise ValueError("nothing to fill: no gap between the pieces")
+        mode = s.length_mode if lengths is None else "given"
+        if mode == "hybrid" and (n_gaps > 1 or self.null_id is None):
+            mode = "marginal"
         with self._lock:
             passes = 0
-            null_mode = "exact"
-            if lengths is None and s.length_mode in ("marginal", "slots") and self.null_id is not None:
+            null_mode: str | list[str] = "exact"
+            if mode == "hybrid":
+                shorts = sorted({min(L, s.max_tokens) for L in s.short_lengths})
+                plans = [[L] for L in shorts] + [[min(s.max_tokens, s.null_slots)]]
+                null_mode = ["exact"] * len(shorts) + ["marginal"]
+            elif mode in ("marginal", "slots") and self.null_id is not None:
                 # Null-padded slots: the model leaves the unneeded ones null (no separate length pass).
-                null_mode = "marginal" if s.length_mode == "marginal" else "open"
+                null_mode = "marginal" if mode == "marginal" else "open"
                 plans = [[min(s.max_tokens, s.null_slots)] * n_gaps] * max(1, candidates)
             elif lengths is None:
                 null_mode = "open"
@@ -144,7 +167,8 @@ class InfillEngine:
             canvases = [build_canvas(self.tokenizer, pieces, p, ctx) for p in plans]
             ids, known = pad_rows([c.ids for c in canvases], [c.known for c in canvases], self.tokenizer.pad_token_id)
             cfg = self._sampler(s, max(max(p) for p in plans))
-            if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans):
+            if candidates > 1 and cfg.temperature == 0 and len({tuple(p) for p in plans}) < len(plans) \
+                    and mode != "hybrid":
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
             forward, settle = self._forward, None
@@ -165,11 +189,30 @@ class InfillEngine:
                 logp += result.confidence[row, a:b].clamp_min(1e-9).log().tolist()
             score = sum(logp) / max(1, len(logp))
             fills.append(Fill(texts[0] if n_gaps == 1 else "".join(texts), score, n_tok, passes,
-                              sum(b - a for a, b in canvas.gaps), texts))
+                              sum(b - a for a, b in canvas.gaps), texts, sum(logp)))
+        if mode == "hybrid":
+            fills = self._hybrid_order(fills, s)
+        else:
+            fills.sort(key=lambda f: f.score, reverse=True)
         unique: dict[tuple, Fill] = {}
-        for f in sorted(fills, key=lambda f: f.score, reverse=True):
+        for f in fills:
             unique.setdefault(tuple(f.texts), f)
         return list(unique.values())[:max(1, candidates)]
+
+    def _hybrid_order(self, fills: list[Fill], s: EngineSettings) -> list[Fill]:
+        """Hybrid mode's ranking: the sure short fill, else the marginal row's; the rest as alternatives.
+
+        Short fills compete on total log-probability (the model's P(tokens) for that length, so a
+        longer fill must earn every extra token), and win outright only when their mean token
+        probability reaches the calibrated ``short_confidence``.
+        """
+        *shorts, marginal = fills
+        shorts.sort(key=lambda f: f.logprob, reverse=True)
+        bar = self.short_confidence if s.short_confidence is None else s.short_confidence
+        best = shorts[0]
+        if best.score >= math.log(max(bar, 1e-9)):
+            return [best, marginal, *shorts[1:]]
+        return [marginal, *shorts]
 
     @staticmethod
     def _length_plans(scores: list[dict[int, float]], best: list[int], n: int) -> list[list[int]]:

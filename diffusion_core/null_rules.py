@@ -14,6 +14,9 @@ without a pass).  Modes:
   probabilities (``lengths.median_length``); slots from L on are then null
   at once and null is banned before L.  The same pass also commits the first
   tokens, so knowing the length costs no extra pass.
+
+The mode may differ per row (a list, one per row): the engine's ``hybrid``
+length mode denoises fixed-length rows next to a marginal row in one batch.
 """
 from __future__ import annotations
 
@@ -25,17 +28,18 @@ MODES = ("exact", "open", "marginal")
 
 
 class NullRules:
-    def __init__(self, forward, gaps: list[list[tuple[int, int]]], null_id: int, mask_id: int, mode: str,
-                 threshold: float = 0.5):
-        if mode not in MODES:
-            raise ValueError(f"unknown null mode {mode!r}")
+    def __init__(self, forward, gaps: list[list[tuple[int, int]]], null_id: int, mask_id: int,
+                 mode: str | list[str], threshold: float = 0.5):
+        modes = [mode] * len(gaps) if isinstance(mode, str) else list(mode)
+        if len(modes) != len(gaps) or any(m not in MODES for m in modes):
+            raise ValueError(f"null mode(s) {mode!r}: want one of {', '.join(MODES)} (or one per row)")
         self._forward, self.gaps, self.null, self.mask = forward, gaps, null_id, mask_id
-        self.mode, self.threshold = mode, threshold
-        self.lengths: list[list[int]] | None = None  # marginal: per row, per gap, once decided
+        self.modes, self.threshold = modes, threshold
+        self.lengths: list[list[int] | None] | None = None  # marginal rows: per gap, once decided
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         logits = self._forward(ids, positions)                          # (N, V)
-        if self.mode == "marginal" and self.lengths is None:
+        if self.lengths is None and "marginal" in self.modes:
             self._decide(logits, positions)
         ban, force, quiet = self._masks(ids)                            # (B, T) each
         logits[ban[positions], self.null] = float("-inf")
@@ -65,13 +69,13 @@ class NullRules:
         p_null = torch.zeros(positions.shape)                           # (B, T)
         p_null[positions] = logits.float().softmax(-1)[:, self.null]
         self.lengths = [[median_length(p_null[row, a:b].tolist(), self.threshold) for a, b in gaps]
-                        for row, gaps in enumerate(self.gaps)]
+                        if self.modes[row] == "marginal" else None for row, gaps in enumerate(self.gaps)]
 
     def _end(self, ids, row, g, a, b) -> int | None:
         """First slot known to be null in gap g of ``row`` (absolute index), or None."""
-        if self.mode == "marginal":
+        if self.modes[row] == "marginal":
             return a + self.lengths[row][g] if self.lengths is not None else None
-        if self.mode == "open":
+        if self.modes[row] == "open":
             nulls = (ids[row, a:b] == self.null).nonzero()
             return a + int(nulls[0]) if len(nulls) else None
         return None
@@ -82,9 +86,9 @@ class NullRules:
         quiet = torch.zeros(ids.shape, dtype=torch.bool)
         for row, gaps in enumerate(self.gaps):
             for g, (a, b) in enumerate(gaps):
-                if self.mode == "exact":
+                if self.modes[row] == "exact":
                     ban[row, a:b] = True
-                elif self.mode == "marginal":
+                elif self.modes[row] == "marginal":
                     end = a + self.lengths[row][g]
                     ban[row, a:end] = True
                     quiet[row, end:b] = True

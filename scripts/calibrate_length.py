@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Calibrate a model's length choices on held-out gaps and store them in its config.json.
 
-Two numbers: the probe's length-bias correction ``beta`` and the marginal mode's null threshold.
+Three numbers: the probe's length-bias correction ``beta``, the marginal mode's null threshold, and
+the hybrid mode's short-fill confidence bar (swept last, with the chosen null threshold).
 
 The unknown-length probe scores each candidate length by mean top-1 log-probability + beta * log(length).
 This tries several beta values on calibration gaps (never the evaluation set) and keeps the one whose
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.15, 0.3, 0.5, 0.75, 1.0])
     ap.add_argument("--null-thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    ap.add_argument("--short-confidences", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
     args = ap.parse_args(argv)
     items = read_items(args.data, args.limit)
     engine = InfillEngine(load_model(args.model, threads=2, precision="int8"))
@@ -46,14 +48,19 @@ def main(argv=None) -> int:
     beta, beta_scores = _sweep(engine, items, "beta", args.betas, lambda v: setattr(engine, "beta", v),
                                EngineSettings(length_mode="probe"))
     null_t, null_scores = _sweep(engine, items, "null threshold", args.null_thresholds,
-                                 lambda v: setattr(engine, "null_threshold", v), EngineSettings())
+                                 lambda v: setattr(engine, "null_threshold", v), EngineSettings(length_mode="marginal"))
+    engine.null_threshold = null_t
+    short_c, short_scores = _sweep(engine, items, "short confidence", args.short_confidences,
+                                   lambda v: setattr(engine, "short_confidence", v), EngineSettings(length_mode="hybrid"))
     cfg_path = args.model / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["diffill_length_beta"] = beta
     cfg["diffill_null_threshold"] = null_t
+    cfg["diffill_short_confidence"] = short_c
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-    print(json.dumps({"beta": beta, "null_threshold": null_t, "beta_scores": {str(k): v for k, v in beta_scores.items()},
-                      "null_threshold_scores": {str(k): v for k, v in null_scores.items()}}))
+    print(json.dumps({"beta": beta, "null_threshold": null_t, "short_confidence": short_c, "beta_scores": {str(k): v for k, v in beta_scores.items()},
+                      "null_threshold_scores": {str(k): v for k, v in null_scores.items()},
+                      "short_confidence_scores": {str(k): v for k, v in short_scores.items()}}))
     return 0
 
 

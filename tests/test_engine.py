@@ -82,7 +82,8 @@ def test_joint_fill_returns_one_text_per_gap(engine):
 
 
 def test_candidates_are_distinct_and_ranked(engine):
-    fills = engine.fill("class Point:\n    def ", "(self):\n", candidates=4)
+    fills = engine.fill("class Point:\n    def ", "(self):\n", candidates=4,
+                        settings=EngineSettings(length_mode="marginal"))
     assert 1 <= len(fills) <= 4
     assert len({tuple(f.texts) for f in fills}) == len(fills)
     assert [f.score for f in fills] == sorted((f.score for f in fills), reverse=True)
@@ -97,14 +98,12 @@ def test_continue_bridge_and_rewrite_run(engine):
 
 def test_null_slots_are_dropped(tiny_loaded):
     # Bias the head towards the null token: every slot says "nothing here".
-    model = tiny_loaded.model
-    bias = model.cls.predictions.decoder.bias if model.cls.predictions.decoder.bias is not None \
-        else model.cls.predictions.bias
+    bias = _head_bias(tiny_loaded)
     saved = bias.data.clone()
     try:
         bias.data[tiny_loaded.null_token_id] = 100.0
         engine = InfillEngine(tiny_loaded)
-        fill = engine.fill("The quick ", " fox.", length=None)[0]
+        fill = engine.fill("The quick ", " fox.", length=None, settings=EngineSettings(length_mode="marginal"))[0]
         assert fill.tokens == 1 and fill.passes == 1  # every slot but the first (never null) says null
         fill = engine.fill("The quick ", " fox.", length=None, settings=EngineSettings(length_mode="slots"))[0]
         assert fill.tokens == 1 and fill.slots >= 1  # all nulls but the first slot, which is never null
@@ -129,6 +128,10 @@ def test_cancellation_propagates_between_steps(engine):
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="strategy"):
         EngineSettings(strategy="beam")
+    with pytest.raises(ValueError, match="short_lengths"):
+        EngineSettings(short_lengths=())
+    with pytest.raises(ValueError, match="length mode"):
+        EngineSettings(length_mode="guess")
 
 
 def test_canvas_keeps_context_windows_and_gap_slots(tiny_loaded):
@@ -174,3 +177,50 @@ def test_decode_fill_keeps_wordpiece_spacing():
     tok = PreTrainedTokenizerFast(tokenizer_object=wp, mask_token="[MASK]", pad_token="[PAD]", unk_token="[UNK]")
     assert decode_fill(tok, [5, 6], [7]) == " sat"
     assert decode_fill(tok, [5, 6], [8]) == "s"
+
+
+def _head_bias(loaded):
+    head = loaded.model.cls.predictions
+    return head.decoder.bias if head.decoder.bias is not None else head.bias
+
+
+def test_hybrid_keeps_a_sure_short_fill(tiny_loaded):
+    """A head sure of one token everywhere: the one-token row is as probable as a fill gets and wins."""
+    word = tiny_loaded.tokenizer("fox", add_special_tokens=False).input_ids[0]
+    bias = _head_bias(tiny_loaded)
+    saved = bias.data.clone()
+    try:
+        bias.data[word] = 100.0
+        engine = InfillEngine(tiny_loaded)
+        fills = engine.fill("The quick ", " jumps.", candidates=3)
+        assert fills[0].slots == 1 and fills[0].tokens == 1
+        assert fills[0].text.strip() == engine.tokenizer.decode([word]).strip()
+        assert len({f.text for f in fills}) == len(fills) >= 2  # the other rows are the alternatives
+        assert any(f.slots == 16 for f in fills)  # the marginal row (16 null-padded slots) ran beside it
+    finally:
+        bias.data.copy_(saved)
+
+
+def test_hybrid_falls_back_to_the_marginal_row_when_unsure(tiny_loaded):
+    """A random model is sure of nothing (token probabilities ~1/vocab): the null-padded row decides."""
+    engine = InfillEngine(tiny_loaded)
+    fill = engine.fill("The quick ", " jumps.", settings=EngineSettings(null_slots=12))[0]
+    assert fill.slots == 12
+    sure = engine.fill("The quick ", " jumps.", settings=EngineSettings(null_slots=12, short_confidence=0.0))[0]
+    assert sure.slots <= 3  # with no bar the most probable short fill always wins
+
+
+def test_hybrid_with_several_gaps_uses_the_null_slots(engine):
+    fills = engine.fill_gaps(["The ", " fox ", "."], settings=EngineSettings(null_slots=6))
+    assert len(fills[0].texts) == 2 and fills[0].slots == 12
+
+
+def test_finished_rows_cost_no_compute(engine):
+    """The forward drops rows with nothing to predict; the other rows' logits do not change."""
+    canvas = build_canvas(engine.tokenizer, ["The quick ", " fox."], [3], 8)
+    ids = torch.stack([canvas.ids, canvas.ids])                          # (2, T)
+    positions = torch.stack([~canvas.known, torch.zeros_like(canvas.known)])
+    both = engine._forward(ids, positions)
+    alone = engine._forward(ids[:1], positions[:1])
+    assert both.shape == alone.shape == (3, len(engine.tokenizer))
+    assert torch.allclose(both, alone)
