@@ -36,6 +36,16 @@ def read_items(path: str | Path, limit: int | None = None) -> list[dict]:
     return items
 
 
+def per_kind(items: list[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` items of every kind (all of them when ``limit`` is None), kinds in file order."""
+    if not limit:
+        return items
+    groups: dict[str, list[dict]] = {}
+    for it in items:
+        groups.setdefault(it["kind"], []).append(it)
+    return [it for group in groups.values() for it in group[:limit]]
+
+
 def score_one(prediction: str, answer: str) -> dict:
     p, a = prediction.strip(), answer.strip()
     return {"exact": float(p == a), "exact_ci": float(p.lower() == a.lower()),

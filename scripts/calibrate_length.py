@@ -4,11 +4,13 @@
 Three numbers: the probe's length-bias correction ``beta``, the marginal mode's null threshold, and
 the hybrid mode's short-fill confidence bar (swept last, with the chosen null threshold).
 
-The unknown-length probe scores each candidate length by mean top-1 log-probability + beta * log(length).
-This tries several beta values on calibration gaps (never the evaluation set) and keeps the one whose
-chosen lengths give the best exact match, then writes ``diffill_length_beta`` into the model's config.
+Each is swept on calibration gaps (data/eval/calib.jsonl: cut from documents the evaluation set does
+not use, see make_eval_set.py --exclude) and the value with the best exact match wins, ties broken by
+character similarity.  The results go into the model's config.json as ``diffill_length_beta``,
+``diffill_null_threshold`` and ``diffill_short_confidence``.
 
-Usage: calibrate_length.py MODEL_DIR CALIB.jsonl [--limit N] [--betas 0 0.25 ...] [--null-thresholds 0.2 0.5 ...]
+Usage: calibrate_length.py MODEL_DIR CALIB.jsonl [--limit N_PER_KIND] [--betas ...] [--null-thresholds ...]
+                           [--short-confidences ...]
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 
 from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.evaluate import read_items, run_eval
+from diffusion_core.evaluate import per_kind, read_items, run_eval
 from diffusion_core.loading import load_model
 
 
@@ -36,12 +38,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
     ap.add_argument("data")
-    ap.add_argument("--limit", type=int, default=80)
-    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.15, 0.3, 0.5, 0.75, 1.0])
-    ap.add_argument("--null-thresholds", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    ap.add_argument("--short-confidences", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.8])
+    ap.add_argument("--limit", type=int, default=None, help="items per kind (default: all)")
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.15, 0.3, 0.5, 1.0])
+    ap.add_argument("--null-thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.5])
+    ap.add_argument("--short-confidences", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.15, 0.2, 0.3])
     args = ap.parse_args(argv)
-    items = read_items(args.data, args.limit)
+    items = per_kind(read_items(args.data), args.limit)
     engine = InfillEngine(load_model(args.model, threads=2, precision="int8"))
     # beta scores candidate lengths in the probe (bridge, --length-mode probe); the null threshold
     # ends a gap in the default marginal mode.

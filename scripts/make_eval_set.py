@@ -9,7 +9,11 @@ Kinds (each item: {"id", "kind", "prefix", "suffix", "answer"}):
   code-tail    the rest of a Python line after a break point
 
 Usage: make_eval_set.py OUT.jsonl --wiki summaries_en-us.json --code DIR [DIR...]
-                        [--docs corpus/dev.jsonl] [--per-kind 60] [--seed 0]
+                        [--docs corpus/dev.jsonl] [--per-kind 60] [--seed 0] [--exclude OTHER.jsonl ...]
+
+``--exclude``: source texts that any item of those sets was cut from are left out, so a calibration
+set shares no document with the evaluation set (data/eval/calib.jsonl: ``--exclude data/eval/dev.jsonl``
+with code from other packages).
 """
 from __future__ import annotations
 
@@ -73,12 +77,17 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", type=Path)
     ap.add_argument("--per-kind", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclude", type=Path, nargs="*", default=[])
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     wiki = [v["extract"] for v in json.loads(args.wiki.read_text()).values() if len(v.get("extract", "")) > 600]
     code = [p.read_text("utf-8") for d in args.code for p in sorted(d.rglob("*.py")) if p.stat().st_size > 2000]
     docs = [json.loads(l)["text"] for l in args.docs.open()] if args.docs else []
     docs = [d for d in docs if not d.lstrip().startswith(("import ", "from ", "#", '"""'))]
+    # an item's prefix ends where its answer begins: its last 60 characters pin the source text
+    seen = [json.loads(l)["prefix"][-60:] for path in args.exclude for l in path.open() if l.strip()]
+    seen = [s for s in seen if len(s) >= 30]
+    wiki, code, docs = ([t for t in pool if not any(s in t for s in seen)] for pool in (wiki, code, docs))
     makers = {
         "prose-short": (wiki, lambda t: prose_gap(t, rng, 1, 3)),
         "prose-long": (wiki, lambda t: prose_gap(t, rng, 4, 10)),

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.evaluate import read_items, run_eval
+from diffusion_core.evaluate import per_kind, read_items, run_eval
 from diffusion_core.loading import load_model
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
@@ -46,12 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="int8", help="int8 | bf16 | fp32")
     args = ap.parse_args(argv)
-    items = read_items(args.data, None)
-    if args.limit:  # the same number of items of every kind
-        per_kind: dict[str, list] = {}
-        for it in items:
-            per_kind.setdefault(it["kind"], []).append(it)
-        items = [it for group in per_kind.values() for it in group[: args.limit]]
+    items = per_kind(read_items(args.data), args.limit)  # the same number of items of every kind
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
     results, samples = {}, {}
     runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", EngineSettings(strategy=strategy), oracle)
