@@ -123,9 +123,9 @@ def markdown(res: dict) -> str:
     sweep = res.get("quality") or []
     if sweep:
         parts += ["", f"## 2. Quality against forward passes (dev subset: {sweep[0]['n']} gaps, unknown length)", "",
-                  "passes/token counts every pass; the default (marginal) length mode reads the length off the "
-                  "first denoising pass, so there is no separate length pass (denoise passes/token leaves out "
-                  "the probe pass only in probe mode).", "",
+                  "passes/token counts every sequential pass; the default (hybrid) length mode denoises 1-, 2- "
+                  "and 3-token rows beside the marginal row in the same passes, so a one-token fill still waits "
+                  "for the marginal row (denoise passes/token leaves out the probe pass only in probe mode).", "",
                   _table(["setting", "exact %", "char sim %", "passes", "passes/token", "denoise passes/token",
                           "mean ms", "p95 ms"],
                          [[r["label"] + (" (default)" if r["default"] else ""), r["exact"], r["char_sim"], r["passes"],

@@ -99,7 +99,8 @@ def typical_pass(engine: InfillEngine, job: engine_jobs.Job, shape: dict, gflops
     recorder = floor.PassRecorder(engine.runner, capture_rows=1)
     engine.runner = recorder
     try:
-        job.call(engine, job.inputs[0], EngineSettings())
+        # marginal mode: its passes after the first are single-row (hybrid batches short rows beside it)
+        job.call(engine, job.inputs[0], EngineSettings(length_mode="marginal"))
     finally:
         engine.runner = recorder.runner
     if recorder.captured is None:
