@@ -129,8 +129,8 @@ def quality(engine: InfillEngine, items: list[dict], settings: EngineSettings) -
     return {"n": len(rows), "exact": round(100 * statistics.fmean(r["exact"] for r in rows), 2),
             "char_sim": round(100 * statistics.fmean(r["char_sim"] for r in rows), 2),
             "passes": round(passes / len(rows), 2), "passes_per_token": round(passes / tokens, 3),
-            # the same without the batched length-probe pass a probe-mode fill starts with (the default
-            # marginal mode decides the length inside its first denoising pass: nothing to leave out)
+            # the same without the batched length-probe pass a probe-mode fill starts with (the hybrid and
+            # marginal modes decide the length inside their denoising passes: nothing to leave out)
             "denoise_passes_per_token": round((passes - (len(rows) if settings.length_mode == "probe" else 0))
                                               / tokens, 3),
             **{k: v for k, v in summary([r["ms"] for r in rows]).items() if k != "n"}}

@@ -24,7 +24,7 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
                    help="unknown length: a short fill the model is sure of, else the marginal fill (hybrid); "
                         "read it off the null probabilities of padded slots (marginal), "
                         "denoise the padded slots directly (slots), or probe candidate lengths (probe)")
-    g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (marginal and slots modes)")
+    g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (hybrid's marginal row, marginal and slots modes)")
     g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     g.add_argument("--precision", choices=["int8", "bf16", "fp32"], default="int8",

@@ -72,7 +72,6 @@ class Fill:
     passes: int          # forward passes spent on the whole job
     slots: int = 0       # slots allocated (tokens + nulls)
     texts: list[str] = field(default_factory=list)  # per gap, for joint fills
-    logprob: float = 0.0  # total log-probability of its slots
 
 
 class InfillEngine:
@@ -189,7 +188,7 @@ class InfillEngine:
                 logp += result.confidence[row, a:b].clamp_min(1e-9).log().tolist()
             score = sum(logp) / max(1, len(logp))
             fills.append(Fill(texts[0] if n_gaps == 1 else "".join(texts), score, n_tok, passes,
-                              sum(b - a for a, b in canvas.gaps), texts, sum(logp)))
+                              sum(b - a for a, b in canvas.gaps), texts))
         if mode == "hybrid":
             fills = self._hybrid_order(fills, s)
         else:
@@ -207,7 +206,7 @@ class InfillEngine:
         probability reaches the calibrated ``short_confidence``.
         """
         *shorts, marginal = fills
-        shorts.sort(key=lambda f: f.logprob, reverse=True)
+        shorts.sort(key=lambda f: f.score * f.slots, reverse=True)  # mean x slots = total log-probability
         bar = self.short_confidence if s.short_confidence is None else s.short_confidence
         best = shorts[0]
         if best.score >= math.log(max(bar, 1e-9)):

@@ -6,7 +6,7 @@ is null, i.e. that the span is at most j tokens long; the median length is
 the first slot whose null probability reaches one half (used by the
 engine's ``marginal`` mode during its first denoising pass, see null_rules.py).
 
-``probe_lengths`` (one batched pass over all candidates): all candidate lengths are probed in one batched pass: row j lays every gap
+``probe_lengths``: all candidate lengths are probed in one batched pass: row j lays every gap
 out with ``candidates[j]`` fully masked slots, and each gap's score for that
 length is the mean top-1 log-probability over its slots plus ``beta *
 log(length)``.  The raw mean falls with length even when the longer span is
@@ -70,7 +70,6 @@ def probe_lengths(forward, tokenizer, pieces: list[str], context_tokens: int, ca
             best = bigger[0] if bigger else best
         chosen.append(best)
     return LengthChoice(chosen, scores)
-
 
 
 def median_length(p_null: list[float], threshold: float = 0.5) -> int:

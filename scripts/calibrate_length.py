@@ -25,7 +25,8 @@ from diffusion_core.evaluate import per_kind, read_items, run_eval
 from diffusion_core.loading import load_model
 
 
-def _sweep(engine, items, name, values, setter, settings) -> float:
+def _sweep(engine, items, name, values, setter, settings):
+    """Evaluate each value; returns (best value by exact match then similarity, {value: (exact, sim)})."""
     scores = {}
     for v in values:
         setter(v)
