@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .canvas import build_canvas, decode_fill
+from .hybrid import ShortRace, rank
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
 from .loading import LoadedModel
 from .mlm_head import MaskedLMRunner
@@ -128,7 +129,8 @@ class InfillEngine:
         ``hybrid`` (one gap): a marginal row and one row per ``short_lengths`` are denoised in
         one batch; the most probable short fill wins if its mean token probability reaches
         ``short_confidence`` (a short answer the model is sure of: the case where its length can
-        be right at all), else the marginal row does; several gaps use ``marginal``.
+        be right at all), else the marginal row does; with one candidate wanted, rows that can no
+        longer win stop early (``hybrid.ShortRace``); several gaps use ``marginal``.
         ``marginal``: each gap gets ``null_slots`` slots, the first pass reads its length off the
         null probabilities and the slots past it are null from then on; ``slots``: the padded slots
         are denoised and the unneeded ones end up null; ``probe``: a batched pass scores every
@@ -170,16 +172,22 @@ class InfillEngine:
                     and mode != "hybrid":
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
-            forward, settle = self._forward, None
+            forward, settle, race = self._forward, None, None
             if self.null_id is not None:
                 rules = NullRules(self._forward, [c.gaps for c in canvases], self.null_id,
                                   self.tokenizer.mask_token_id, null_mode,
                                   self.null_threshold if s.null_threshold is None else s.null_threshold)
                 forward, settle = rules.forward, rules.settle
-            result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen, settle)
+            bar = self.short_confidence if s.short_confidence is None else s.short_confidence
+            if mode == "hybrid" and candidates == 1:  # only the winner is wanted: stop rows that cannot win
+                race = ShortRace([c.gaps[0] for c in canvases], bar)
+            result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen, settle, race)
             passes += result.passes
-        fills = []
+        fills: list[Fill | None] = []
         for row, canvas in enumerate(canvases):
+            if bool(result.retired[row]):
+                fills.append(None)  # stopped half-filled: it could not win
+                continue
             texts, n_tok, logp = [], 0, []
             for (a, b), anchor in zip(canvas.gaps, canvas.anchors):
                 text, n = self._text_of(result.ids[row, a:b].tolist(), anchor)
@@ -190,28 +198,13 @@ class InfillEngine:
             fills.append(Fill(texts[0] if n_gaps == 1 else "".join(texts), score, n_tok, passes,
                               sum(b - a for a, b in canvas.gaps), texts))
         if mode == "hybrid":
-            fills = self._hybrid_order(fills, s)
+            fills = rank([f for f in fills[:-1] if f is not None], fills[-1], bar)
         else:
             fills.sort(key=lambda f: f.score, reverse=True)
         unique: dict[tuple, Fill] = {}
         for f in fills:
             unique.setdefault(tuple(f.texts), f)
         return list(unique.values())[:max(1, candidates)]
-
-    def _hybrid_order(self, fills: list[Fill], s: EngineSettings) -> list[Fill]:
-        """Hybrid mode's ranking: the sure short fill, else the marginal row's; the rest as alternatives.
-
-        Short fills compete on total log-probability (the model's P(tokens) for that length, so a
-        longer fill must earn every extra token), and win outright only when their mean token
-        probability reaches the calibrated ``short_confidence``.
-        """
-        *shorts, marginal = fills
-        shorts.sort(key=lambda f: f.score * f.slots, reverse=True)  # mean x slots = total log-probability
-        bar = self.short_confidence if s.short_confidence is None else s.short_confidence
-        best = shorts[0]
-        if best.score >= math.log(max(bar, 1e-9)):
-            return [best, marginal, *shorts[1:]]
-        return [marginal, *shorts]
 
     @staticmethod
     def _length_plans(scores: list[dict[int, float]], best: list[int], n: int) -> list[list[int]]:

@@ -54,6 +54,7 @@ class Denoised:
     ids: torch.Tensor         # (B, T) with every slot committed
     confidence: torch.Tensor  # (B, T) probability of each committed token when it was committed (1 where known)
     passes: int               # forward passes spent
+    retired: torch.Tensor | None = None  # (B,) rows ``retire`` stopped early (their unfilled slots keep the mask)
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -108,7 +109,8 @@ def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg
 def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,
             on_step: Callable[[int, int, torch.Tensor], None] | None = None,
             generator: torch.Generator | None = None,
-            settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Denoised:
+            settle: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+            retire: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Denoised:
     """Fill every slot of ``ids`` (B, T) that is not ``known`` (B, T) and holds ``mask_id``.
 
     Each step runs ``forward`` once on all rows, predicts the still-masked
@@ -119,8 +121,12 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     ``settle(ids, masked)`` may fill masked slots whose value the commits so
     far decide (in place, e.g. the slots after a trailing null); it returns
     the (B, T) mask of slots it filled, which count as committed with
-    confidence 1 and cost no pass.  Known positions are never written.  Returns the filled ids, each token's
-    confidence at commit time, and the number of passes.
+    confidence 1 and cost no pass.  ``retire(ids, masked, confidence)`` may
+    stop whole rows whose outcome no longer matters (it returns a (B,) mask;
+    e.g. a candidate that can no longer win): they cost no further pass and
+    keep their unfilled slots masked.  Known positions are never written.
+    Returns the filled ids, each token's confidence at commit time, the
+    number of passes and the retired rows.
     """
     schedule = NoiseSchedule(cfg.schedule)
     ids = ids.clone()
@@ -129,6 +135,7 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     initial = masked.sum(1)                                             # (B,)
     positions = torch.arange(ids.shape[1]).expand_as(ids)               # (B, T)
     settled = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,) rows settle has shortened
+    retired = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,) rows retire has stopped
     passes, step = 0, 0
     total = cfg.steps + cfg.refine_rounds
     while masked.any():
@@ -158,14 +165,19 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
             filled = settle(ids, masked)
             settled |= filled.any(1)
             masked &= ~filled
+        if retire is not None:
+            stop = retire(ids, masked, confidence) & masked.any(1)     # (B,)
+            retired |= stop
+            masked &= ~stop[:, None]
         if on_step is not None:
             on_step(step, total, ids)
+    frozen = known | retired[:, None]                                  # refinement leaves retired rows alone
     for round_ in range(1, cfg.refine_rounds + 1):
-        ids, confidence = _refine_round(forward, ids, known, confidence, initial, mask_id, round_, cfg, generator)
+        ids, confidence = _refine_round(forward, ids, frozen, confidence, initial, mask_id, round_, cfg, generator)
         passes += 1
         if on_step is not None:
             on_step(step + round_, total, ids)
-    return Denoised(ids, confidence, passes)
+    return Denoised(ids, confidence, passes, retired)
 
 
 def _refine_round(forward, ids, known, confidence, initial, mask_id, round_, cfg, generator):

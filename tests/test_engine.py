@@ -224,3 +224,44 @@ def test_finished_rows_cost_no_compute(engine):
     alone = engine._forward(ids[:1], positions[:1])
     assert both.shape == alone.shape == (3, len(engine.tokenizer))
     assert torch.allclose(both, alone)
+
+
+def test_short_race_picks_the_sure_leader_and_stops_the_rest():
+    """Rows 0..2 hold 1-, 2- and 3-slot gaps at columns 1.., row 3 the marginal one."""
+    from diffusion_core.hybrid import ShortRace
+    spans = [(1, 2), (1, 3), (1, 4), (1, 9)]
+    race = ShortRace(spans, bar=0.3)
+    ids = torch.zeros(4, 10, dtype=torch.long)
+    masked = torch.zeros(4, 10, dtype=torch.bool)
+    conf = torch.ones(4, 10)
+    conf[0, 1] = 0.9                                   # the one-token row is finished and sure
+    masked[1, 2] = True
+    conf[1, 1] = 0.5                                   # bound log 0.5 < log 0.9: cannot win any more
+    masked[2, 2:4] = True
+    conf[2, 1] = 0.95                                  # bound log 0.95 > log 0.9: may still win
+    masked[3, 2:9] = True
+    assert race(ids, masked, conf).tolist() == [False, True, False, False]
+    conf[2, 1] = 0.6                                   # now every rival is beaten: the short fill has won
+    assert race(ids, masked, conf).tolist() == [False, True, True, True]
+    conf[0, 1] = 0.2                                   # ... unless it is below the bar: the marginal row goes on
+    conf[1, 1] = conf[2, 1] = 0.1
+    assert race(ids, masked, conf).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("bias", [0.0, 8.0, 100.0])
+def test_the_race_returns_the_full_runs_winner(tiny_loaded, bias):
+    """Unsure (random head), fairly sure and certain of one token: the race changes the cost, not the answer."""
+    word = tiny_loaded.tokenizer("fox", add_special_tokens=False).input_ids[0]
+    head = _head_bias(tiny_loaded)
+    saved = head.data.clone()
+    try:
+        head.data[word] += bias
+        engine = InfillEngine(tiny_loaded, EngineSettings(threshold=None))
+        raced = engine.fill("The quick ", " jumps over it.")[0]               # one candidate: the race runs
+        full = engine.fill("The quick ", " jumps over it.", candidates=4)[0]  # alternatives wanted: no race
+        assert (raced.text, raced.slots, raced.score) == (full.text, full.slots, full.score)
+        assert raced.passes <= full.passes
+        if bias == 8.0:
+            assert raced.passes < full.passes   # a sure short fill stops the 16-slot row early
+    finally:
+        head.data.copy_(saved)

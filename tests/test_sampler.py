@@ -111,3 +111,25 @@ def test_settle_fills_decided_slots_without_a_pass():
     assert plain.passes == 6 and settled.passes == 1  # slot 3 commits first; slots 4..8 follow from it
     assert (settled.ids[0, 3:9] == 0).all() and torch.equal(settled.ids[known], ids[known])
     assert (settled.confidence[0, 4:9] == 1).all()
+
+
+def test_retire_stops_a_row_and_leaves_its_slots_masked():
+    """Row 1 is retired after the second pass: no more passes for it; row 0 still finishes."""
+    ids, known, prefs = make_case(B=2)
+    calls = []
+
+    def retire(cur, masked, confidence):
+        calls.append(masked.sum(1).tolist())
+        return torch.tensor([False, len(calls) >= 2])
+    seen_rows = []
+
+    def forward(cur, positions):
+        seen_rows.append(positions.any(1).tolist())
+        return scripted_forward(prefs)(cur, positions)
+    plain = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6))
+    out = denoise(forward, ids, known, MASK, SamplerConfig(steps=6), retire=retire)
+    assert out.retired.tolist() == [False, True]
+    assert torch.equal(out.ids[0], plain.ids[0])                 # the kept row is untouched by the race
+    assert (out.ids[1, 3:9] == MASK).sum() == 4                   # two passes committed one slot each
+    assert all(not rows[1] for rows in seen_rows[2:])             # the retired row asks nothing more of the model
+    assert torch.equal(out.ids[known], ids[known])
