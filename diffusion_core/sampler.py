@@ -37,8 +37,8 @@ class SamplerConfig:
     top_p: float = 1.0                # 1 = off
     threshold: float | None = None    # also commit every slot whose confidence reaches this
     refine_rounds: int = 0            # Mask-Predict rounds after the first fill
-    min_commit: int = 0               # commit at least this many slots per pass in rows where ``settle`` filled
-                                      # slots early (other rows follow the schedule)
+    min_commit: int = 0               # commit at least this many slots per pass in every row, so a short row
+                                      # beside a long one finishes at its own pace, not the long row's schedule
     schedule: str = "linear"
 
     def __post_init__(self) -> None:
@@ -92,18 +92,19 @@ def _predict(logits: torch.Tensor, cfg: SamplerConfig, generator: torch.Generato
 
 
 def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg: SamplerConfig,
-                  schedule: NoiseSchedule, floor: torch.Tensor) -> torch.Tensor:
+                  schedule: NoiseSchedule) -> torch.Tensor:
     """Per row: how many slots must be committed at this step.
 
     The schedule's count, and at least an even share of what is left over the
     steps left: when a threshold (or ``settle``) ran ahead of the schedule, the
     remaining slots still finish in proportion rather than idling until the
-    schedule catches up; and at least ``floor`` (B,).
+    schedule catches up; and at least ``cfg.min_commit``.
     """
     target = torch.tensor([schedule.masked_after_step(int(n), step, cfg.steps) for n in initial])
     steps_left = max(1, cfg.steps - step + 1)
     even = (remaining + steps_left - 1) // steps_left                   # ceil(remaining / steps_left)
-    return torch.maximum(torch.maximum((remaining - target).clamp_min(0), even), floor)
+    return torch.maximum(torch.maximum((remaining - target).clamp_min(0), even),
+                         torch.full_like(remaining, cfg.min_commit))
 
 
 def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,
@@ -134,7 +135,6 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     masked = (ids == mask_id) & ~known                                  # (B, T)
     initial = masked.sum(1)                                             # (B,)
     positions = torch.arange(ids.shape[1]).expand_as(ids)               # (B, T)
-    settled = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,) rows settle has shortened
     retired = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,) rows retire has stopped
     passes, step = 0, 0
     total = cfg.steps + cfg.refine_rounds
@@ -152,8 +152,7 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         grid_token[masked] = token
         grid_conf = torch.zeros(ids.shape)
         grid_conf[masked] = conf
-        floor = torch.where(settled, cfg.min_commit, 0)                  # (B,)
-        need = _commit_count(initial, masked.sum(1), min(step, cfg.steps), cfg, schedule, floor)  # (B,)
+        need = _commit_count(initial, masked.sum(1), min(step, cfg.steps), cfg, schedule)  # (B,)
         ranks = grid_score.argsort(dim=1, descending=True).argsort(dim=1)  # (B, T): 0 = best
         commit = masked & (ranks < need[:, None])
         if cfg.threshold is not None and cfg.order != "left-to-right":
@@ -162,9 +161,7 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         confidence[commit] = grid_conf[commit]
         masked &= ~commit
         if settle is not None:
-            filled = settle(ids, masked)
-            settled |= filled.any(1)
-            masked &= ~filled
+            masked &= ~settle(ids, masked)
         if retire is not None:
             stop = retire(ids, masked, confidence) & masked.any(1)     # (B,)
             retired |= stop

@@ -133,3 +133,21 @@ def test_retire_stops_a_row_and_leaves_its_slots_masked():
     assert (out.ids[1, 3:9] == MASK).sum() == 4                   # two passes committed one slot each
     assert all(not rows[1] for rows in seen_rows[2:])             # the retired row asks nothing more of the model
     assert torch.equal(out.ids[known], ids[known])
+
+
+def test_min_commit_lets_a_short_row_finish_at_its_own_pace():
+    """A 2-slot row beside a 6-slot row: the schedule alone (6 steps) gives it one slot every few
+    passes; a floor of 2 finishes it in the first pass."""
+    ids, known, prefs = make_case(B=2)
+    known[0, 5:9] = True                                            # row 0: slots 3 and 4 only
+    ids[0, 5:9] = 2
+    done_at = {}
+
+    def on_step(step, total, cur):
+        if not (cur[0, 3:5] == MASK).any():
+            done_at.setdefault("row0", step)
+    slow = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6), on_step=on_step)
+    assert done_at["row0"] > 1 and slow.passes == 6
+    done_at.clear()
+    fast = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6, min_commit=2), on_step=on_step)
+    assert done_at["row0"] == 1 and fast.passes == 3
