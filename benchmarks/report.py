@@ -124,8 +124,9 @@ def markdown(res: dict) -> str:
     if sweep:
         parts += ["", f"## 2. Quality against forward passes (dev subset: {sweep[0]['n']} gaps, unknown length)", "",
                   "passes/token counts every sequential pass; the default (hybrid) length mode denoises 1-, 2- "
-                  "and 3-token rows beside the marginal row in the same passes, so a one-token fill still waits "
-                  "for the marginal row (denoise passes/token leaves out the probe pass only in probe mode).", "",
+                  "and 3-token rows beside the marginal row in the same passes and stops the rows that can no "
+                  "longer win, so a sure one-token fill costs one or two passes (denoise passes/token leaves "
+                  "out the probe pass only in probe mode).", "",
                   _table(["setting", "exact %", "char sim %", "passes", "passes/token", "denoise passes/token",
                           "mean ms", "p95 ms"],
                          [[r["label"] + (" (default)" if r["default"] else ""), r["exact"], r["char_sim"], r["passes"],
