@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
 from pathlib import Path
 
 from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.evaluate import per_kind, read_items, run_eval
+from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
 from diffusion_core.loading import load_model
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
@@ -34,6 +35,34 @@ def quality_bar(results: dict, kinds: list[str]) -> list[str]:
     ratio = unknown / oracle if oracle else float("nan")
     lines.append(f"- unknown-length exact match {unknown} vs oracle {oracle}: {ratio:.0%} of oracle "
                  f"({'met' if ratio >= 0.8 else 'not met'}, needs 80 %)")
+    return lines + [""]
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is between two equal methods."""
+    n, k = wins + losses, min(wins, losses)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def paired(samples: dict, kinds: list[str]) -> list[str]:
+    """Gap by gap, diffusion against each baseline (character similarity): the means hide how often
+    the fills are identical, and whether a difference between them is more than chance."""
+    lines = ["**diffusion against each baseline, gap by gap** (character similarity: diffusion better / worse / "
+             "same; p = two-sided sign test)", "",
+             "| baseline / length | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for base, length in [(b, n) for n in ("unknown", "oracle") for b in ("one-shot", "left-to-right")]:
+        ours = samples[f"diffusion/{length}"]
+        cells = []
+        for kind in kinds:
+            pairs = [(score_one(a["prediction"], a["answer"])["char_sim"],
+                      score_one(b["prediction"], b["answer"])["char_sim"])
+                     for a, b in zip(ours, samples[f"{base}/{length}"]) if kind in ("overall", a["kind"])]
+            wins = sum(x > y for x, y in pairs)
+            losses = sum(x < y for x, y in pairs)
+            cells.append(f"{wins} / {losses} / {len(pairs) - wins - losses} (p {sign_test(wins, losses):.2f})")
+        lines.append(f"| {base} / {length} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -79,6 +108,7 @@ def main(argv=None) -> int:
             lines.append(f"| {name} | " + " | ".join(str(rep[k][metric]) for k in kinds) + " |")
         lines.append("")
     lines += quality_bar(results, kinds)
+    lines += paired(samples, kinds)
     Path(args.out + ".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
