@@ -25,12 +25,16 @@ def _log_conf(confidence: torch.Tensor) -> torch.Tensor:
     return confidence.clamp_min(1e-9).log()  # the same floor as a Fill's score
 
 
+def _log_bar(bar: float) -> float:
+    return math.log(max(bar, 1e-9))
+
+
 class ShortRace:
     """Retire hook for a hybrid batch: rows 0..k-1 are the short rows, row k the marginal one."""
 
     def __init__(self, spans: list[tuple[int, int]], bar: float):
         self.spans = spans            # (start, end) of each row's single gap
-        self.log_bar = math.log(max(bar, 1e-9))
+        self.log_bar = _log_bar(bar)
 
     def __call__(self, ids: torch.Tensor, masked: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         stop = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,)
@@ -69,6 +73,6 @@ def rank(shorts: list, marginal, bar: float) -> list:
     """
     shorts = sorted(shorts, key=lambda f: f.score * f.slots, reverse=True)
     rest = [marginal] if marginal is not None else []
-    if shorts and shorts[0].score >= math.log(max(bar, 1e-9)):
+    if shorts and shorts[0].score >= _log_bar(bar):
         return [shorts[0], *rest, *shorts[1:]]
     return [*rest, *shorts]

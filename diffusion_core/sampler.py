@@ -54,7 +54,7 @@ class Denoised:
     ids: torch.Tensor         # (B, T) with every slot committed
     confidence: torch.Tensor  # (B, T) probability of each committed token when it was committed (1 where known)
     passes: int               # forward passes spent
-    retired: torch.Tensor | None = None  # (B,) rows ``retire`` stopped early (their unfilled slots keep the mask)
+    retired: torch.Tensor     # (B,) rows ``retire`` stopped early (their unfilled slots keep the mask)
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -52,13 +52,14 @@ def paired(samples: dict, kinds: list[str]) -> list[str]:
     lines = ["**diffusion against each baseline, gap by gap** (character similarity: diffusion better / worse / "
              "same; p = two-sided sign test)", "",
              "| baseline / length | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    def sims(name: str) -> list[float]:
+        return [score_one(p["prediction"], p["answer"])["char_sim"] for p in samples[name]]
     for base, length in [(b, n) for n in ("unknown", "oracle") for b in ("one-shot", "left-to-right")]:
-        ours = samples[f"diffusion/{length}"]
+        ours, theirs = sims(f"diffusion/{length}"), sims(f"{base}/{length}")
+        item_kinds = [p["kind"] for p in samples[f"diffusion/{length}"]]
         cells = []
         for kind in kinds:
-            pairs = [(score_one(a["prediction"], a["answer"])["char_sim"],
-                      score_one(b["prediction"], b["answer"])["char_sim"])
-                     for a, b in zip(ours, samples[f"{base}/{length}"]) if kind in ("overall", a["kind"])]
+            pairs = [(x, y) for x, y, k in zip(ours, theirs, item_kinds) if kind in ("overall", k)]
             wins = sum(x > y for x, y in pairs)
             losses = sum(x < y for x, y in pairs)
             cells.append(f"{wins} / {losses} / {len(pairs) - wins - losses} (p {sign_test(wins, losses):.2f})")
