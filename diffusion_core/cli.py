@@ -12,7 +12,9 @@ from pathlib import Path
 def _engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and sampling")
     g.add_argument("--model", help="model path or name (default: $DIFFILL_MODEL or the shipped model)")
-    g.add_argument("--strategy", choices=["diffusion", "one-shot", "left-to-right"], default="diffusion")
+    g.add_argument("--strategy", choices=["diffusion", "one-shot", "left-to-right", "autoregressive"],
+                   default="diffusion", help="autoregressive: the pretrained base as it was (causal, greedy, "
+                                             "left context only; the suffix only picks where to stop)")
     g.add_argument("--steps", type=int, help="denoising passes (default: slots / --tokens-per-step)")
     g.add_argument("--tokens-per-step", type=float, default=2.0)
     g.add_argument("--threshold", type=float, default=0.9, help="also commit slots at least this sure (0 = off)")
@@ -34,7 +36,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
 
 def _settings(args):
     from .engine import EngineSettings
-    return EngineSettings(strategy=args.strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
+    # The autoregressive baseline is not an engine strategy; it reads only the context and length settings.
+    strategy = "left-to-right" if args.strategy == "autoregressive" else args.strategy
+    return EngineSettings(strategy=strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
                           threshold=args.threshold or None, order=args.order, temperature=args.temperature,
                           refine_rounds=args.refine_rounds, max_tokens=args.max_tokens,
                           context_tokens=args.context_tokens, length_mode=args.length_mode,
@@ -43,7 +47,10 @@ def _settings(args):
 
 def _engine(args):
     from .engine import InfillEngine
-    from .loading import load_model
+    if args.strategy == "autoregressive":
+        from .autoregressive import load_baseline
+        return load_baseline(args.model, threads=args.threads, precision=args.precision, settings=_settings(args))
+    from .model.loading import load_model
     return InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision), _settings(args))
 
 
@@ -153,7 +160,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .loading import user_models_dir
+    from .model.loading import user_models_dir
     from .train import TrainConfig, train
     if args.register and (not args.register.strip() or any(c in args.register for c in "/\\")
                           or args.register in (".", "..")):
@@ -173,6 +180,7 @@ def cmd_train(args) -> int:
                           batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
                           schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
+                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
         if dest is not None and _rank() == 0:
@@ -212,7 +220,7 @@ def cmd_tokenizer(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .loading import SHIPPED_DEFAULT, user_models_dir
+    from .model.loading import SHIPPED_DEFAULT, user_models_dir
     print(f"shipped default: {SHIPPED_DEFAULT} ({'present' if (SHIPPED_DEFAULT / 'config.json').exists() else 'missing'})")
     d = user_models_dir()
     print(f"user models dir: {d}")
@@ -250,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune a masked LM as a text-diffusion model")
     p.add_argument("--data", nargs="+", required=True, help="files, folders, globs or JSONL with a text field")
     p.add_argument("--dev-data", nargs="*", help="held-out text for loss and accuracy reports")
-    p.add_argument("--init", default="default", help="scratch | default | a model name or path")
+    p.add_argument("--init", default="default",
+                   help="scratch | default | a model name or path | smollm2 (adapt the pretrained SmolLM2-135M base)")
     p.add_argument("--tokenizer", help="move the model onto this tokenizer (vocabulary transfer)")
     p.add_argument("--out", help="checkpoint directory (resumes if it holds one)")
     p.add_argument("--register", metavar="NAME", help="save into the user models dir under NAME")
@@ -267,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--lora-rank", type=int, default=32, help="--init smollm2: rank of the LoRA factors")
+    p.add_argument("--freeze-layers", type=int, default=0, help="--init smollm2: lowest layers left as pretrained")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -290,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .loading import ModelLoadError
+    from .model.loading import ModelLoadError
     try:
         return args.func(args)
     except (ModelLoadError, ValueError, OSError) as exc:  # a clear line on stderr, never a traceback

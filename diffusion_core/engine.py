@@ -19,7 +19,7 @@ import torch
 from .canvas import build_canvas, decode_fill
 from .hybrid import ShortRace, rank
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
-from .loading import LoadedModel
+from .model.loading import LoadedModel
 from .mlm_head import MaskedLMRunner
 from .null_rules import NullRules
 from .sampler import Cancelled, SamplerConfig, denoise

@@ -34,6 +34,7 @@ class FastTokenizer:
         files = [path / "tokenizer_config.json", path / "special_tokens_map.json"]
         if not (path / "tokenizer.json").is_file() or not any(f.is_file() for f in files):
             raise MissingTokenizerFiles(f"{path} has no tokenizer.json with a tokenizer_config.json")
+        self._path = path
         self._tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         names: dict = {}
         for f in reversed(files):
@@ -47,8 +48,26 @@ class FastTokenizer:
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
-    def __call__(self, text: str, add_special_tokens: bool = True):
+    @property
+    def backend_tokenizer(self):
+        return self._tok
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True):
+        if isinstance(text, list):
+            encoded = self._tok.encode_batch(text, add_special_tokens=add_special_tokens)
+            return types.SimpleNamespace(input_ids=[e.ids for e in encoded])
         return types.SimpleNamespace(input_ids=self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self._tok.id_to_token(i) for i in ids]
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+    def save_pretrained(self, path: str) -> None:  # a training checkpoint names its tokenizer by copying it
+        import shutil
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(self._path / f, Path(path) / f)
 
     def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False) -> str:
         # Diffill's tokenizers are byte-level and never clean up spaces; a WordPiece directory loads via

@@ -54,6 +54,8 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     bf16: bool = False
+    lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection
+    freeze_layers: int = 0           # --init smollm2: leave the lowest N layers exactly as pretrained
     time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
 
 
@@ -63,10 +65,66 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+class _BertWeights:
+    """A transformers masked LM, trained whole and saved as a Hugging Face directory."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def parameters(self):
+        return list(self.model.named_parameters())
+
+    def save(self, out: Path) -> None:
+        self.model.save_pretrained(str(out), safe_serialization=True)
+
+
+class _DeltaWeights:
+    """A pretrained base adapted through ``model.adapter.Adapter``; only the delta is saved."""
+
+    def __init__(self, model, adapter, spec, base_sha256: str):
+        self.model, self.adapter, self.spec, self.base_sha256 = model, adapter, spec, base_sha256
+
+    def parameters(self):
+        named = {id(p): n for n, p in self.model.named_parameters()}
+        return [(named.get(id(p), "token_rows"), p) for p in self.adapter.parameters()]
+
+    def save(self, out: Path) -> None:
+        from .model.assemble import DELTA_FILE
+        out.mkdir(parents=True, exist_ok=True)
+        self.adapter.save(out / DELTA_FILE, self.base_sha256)
+        config = {"model_type": "llama", "architectures": ["DiffillLlamaDelta"], "diffill_base": self.spec.name,
+                  "diffill_base_sha256": self.base_sha256,
+                  **{k: v for k, v in vars(self.model.config).items() if k.startswith("diffill_")}}
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _load_delta_start(cfg: TrainConfig, resume_dir: Path | None):
+    from .model.adapter import Adapter, apply_delta
+    from .model.assemble import DELTA_FILE, load_base
+    from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
+    spec = BASES[cfg.init]
+    model, tok, sha = load_base(spec)
+    if resume_dir is not None:
+        adapter = apply_delta(model, resume_dir / DELTA_FILE, sha, merge=False)
+    else:
+        ids = {name: tok.convert_tokens_to_ids(name) for name in (MASK_TOKEN, NULL_TOKEN)}
+        adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank), freeze_layers=cfg.freeze_layers)
+    model.config.diffill_null_token = NULL_TOKEN
+    return _DeltaWeights(model, adapter, spec, sha), tok
+
+
 def _load_start(cfg: TrainConfig, resume_dir: Path | None):
+    from .model.base import BASES
+    if cfg.init in BASES:
+        return _load_delta_start(cfg, resume_dir)
+    model, tok = _load_bert_start(cfg, resume_dir)
+    return _BertWeights(model), tok
+
+
+def _load_bert_start(cfg: TrainConfig, resume_dir: Path | None):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from . import model_init
-    from .loading import resolve_model_dir
+    from .model.loading import resolve_model_dir
     if resume_dir is not None:
         tok = AutoTokenizer.from_pretrained(str(resume_dir))
         return AutoModelForMaskedLM.from_pretrained(str(resume_dir), use_safetensors=True), tok
@@ -113,10 +171,10 @@ def _loss(runner, ids, attention, labels, weights, bf16: bool):
     return loss, ce.mean().detach(), acc.detach()
 
 
-def _save(model, tok, optimizer, state: dict, out: Path) -> None:
+def _save(trainee, tok, optimizer, state: dict, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    trainee.save(tmp)
     tok.save_pretrained(str(tmp))
     flat = {}
     for i, st in optimizer.state_dict()["state"].items():
@@ -165,7 +223,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     out = Path(os.path.expanduser(cfg.out))
     ckpt = out / "checkpoint"
     resume = ckpt if (ckpt / "trainer_state.json").exists() else None
-    model, tok = _load_start(cfg, resume)
+    trainee, tok = _load_start(cfg, resume)
+    model = trainee.model
     if tok.mask_token_id is None:
         raise ValueError("the tokenizer has no mask token; a masked LM needs one")
     null_id = tok.convert_tokens_to_ids(NULL_TOKEN) if NULL_TOKEN in tok.get_vocab() else None
@@ -177,8 +236,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     table = BoundaryTable(tok)
     runner = MaskedLMRunner(model)
     trained = torch.nn.parallel.DistributedDataParallel(runner) if world > 1 else runner
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    trainable = [(n, p) for n, p in trainee.parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2 and n != "token_rows"]
+    no_decay = [p for n, p in trainable if p.ndim < 2 or n == "token_rows"]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     state = {"step": 0, "tokens": 0, "history": [], "config": asdict(cfg)}
@@ -214,7 +274,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         loss, ce, acc = _loss(trained, ids, attention, labels, weights, cfg.bf16)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
         optimizer.step()
         state["step"] += 1
         state["tokens"] += int(attention.sum()) * world
@@ -240,7 +300,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             elif rank == 0:
                 log.info("parameter checksum %s (%d rank(s))", state["param_sha256"][0], world)
         if rank == 0 and (state["step"] % cfg.save_every == 0 or done):
-            _save(model, tok, optimizer, state, ckpt)
+            _save(trainee, tok, optimizer, state, ckpt)
     bar.close()
     if world > 1:
         dist.barrier()

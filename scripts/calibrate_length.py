@@ -22,7 +22,7 @@ from pathlib import Path
 
 from diffusion_core.engine import EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval
-from diffusion_core.loading import load_model
+from diffusion_core.model.loading import load_model
 
 
 def _sweep(engine, items, name, values, setter, settings):

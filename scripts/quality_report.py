@@ -16,7 +16,7 @@ from pathlib import Path
 
 from diffusion_core.engine import EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
-from diffusion_core.loading import load_model
+from diffusion_core.model.loading import load_model
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 

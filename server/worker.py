@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.loading import load_model
+from diffusion_core.model.loading import load_model
 from diffusion_core.sampler import Cancelled
 
 log = logging.getLogger("diffill.worker")

@@ -10,7 +10,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
-from diffusion_core.loading import SHIPPED_DEFAULT, load_model, resolve_model_dir
+from diffusion_core.model.loading import SHIPPED_DEFAULT, load_model, resolve_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from diffusion_core.loading import ModelLoadError, load_model, resolve_model_dir
+from diffusion_core.model.loading import ModelLoadError, load_model, resolve_model_dir
 
 
 def test_explicit_path_loads_with_null_token(tiny_model_dir):

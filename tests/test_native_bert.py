@@ -7,8 +7,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffusion_core.loading import SHIPPED_DEFAULT, ModelLoadError, load_model
-from diffusion_core.precision import PRECISIONS, apply_precision, supported
+from diffusion_core.model.loading import SHIPPED_DEFAULT, ModelLoadError, load_model
+from diffusion_core.model.precision import PRECISIONS, apply_precision, supported
 
 
 @pytest.fixture(scope="module", params=["tiny", "shipped"])

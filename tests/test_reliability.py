@@ -527,7 +527,7 @@ class _Boom:
 
 
 def test_a_malicious_pickle_and_remote_code_in_a_model_dir_never_run(tiny_model_dir, tmp_path):
-    from diffusion_core.loading import ModelLoadError, load_model
+    from diffusion_core.model.loading import ModelLoadError, load_model
     marker = tmp_path / "ran.txt"
     d = tmp_path / "evil-model"
     shutil.copytree(tiny_model_dir, d)
@@ -551,7 +551,7 @@ def test_a_malicious_pickle_and_remote_code_in_a_model_dir_never_run(tiny_model_
 
 
 def test_model_names_cannot_escape_the_models_dir(tiny_model_dir, tmp_path, monkeypatch):
-    from diffusion_core.loading import ModelLoadError, resolve_model_dir
+    from diffusion_core.model.loading import ModelLoadError, resolve_model_dir
     outer = tmp_path / "outer"
     models = outer / "models"
     shutil.copytree(tiny_model_dir, models / "mine")
@@ -568,7 +568,7 @@ def test_model_names_cannot_escape_the_models_dir(tiny_model_dir, tmp_path, monk
 
 
 def test_odd_model_names_are_a_model_load_error(tmp_path, monkeypatch):
-    from diffusion_core.loading import ModelLoadError, resolve_model_dir
+    from diffusion_core.model.loading import ModelLoadError, resolve_model_dir
     monkeypatch.setenv("DIFFILL_MODELS_DIR", str(tmp_path))
     for name in ("a\x00b", "\ud800", "~nobody-here", "x" * 5000):
         with pytest.raises(ModelLoadError):

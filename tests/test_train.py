@@ -83,7 +83,7 @@ class _Interrupted(Exception):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, scratch_dir, corpus, monkeypatch):
-    from diffusion_core.loading import load_model
+    from diffusion_core.model.loading import load_model
     n = 6
     straight = train(_cfg(tmp_path / "straight", corpus, scratch_dir, steps=2 * n, save_every=n), progress=False)
 
@@ -150,7 +150,7 @@ def test_resume_at_the_end_does_nothing(tmp_path, tiny_model_dir, corpus):
 
 def test_export_drops_training_state_and_halves(tmp_path, tiny_model_dir, corpus):
     from diffusion_core.export import export_model
-    from diffusion_core.loading import load_model
+    from diffusion_core.model.loading import load_model
     ckpt = train(_cfg(tmp_path / "run", corpus, tiny_model_dir, steps=2), progress=False)
     dest = export_model(ckpt, tmp_path / "shipped", dtype=torch.float16)
     names = {p.name for p in dest.iterdir()}
@@ -254,7 +254,7 @@ def test_token_cache_with_a_multiple_of_the_batch_and_no_text(tmp_path, tok):
 # 4. DDP ---------------------------------------------------------------------------------------
 
 def test_ddp_ranks_stay_in_sync(tmp_path, tiny_model_dir, corpus):
-    from diffusion_core.loading import load_model
+    from diffusion_core.model.loading import load_model
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -285,7 +285,7 @@ def test_ddp_ranks_stay_in_sync(tmp_path, tiny_model_dir, corpus):
 
 def test_register_exports_a_named_model_and_resumes(tmp_path, tiny_model_dir, corpus, monkeypatch, caplog):
     from diffusion_core.cli import main
-    from diffusion_core.loading import load_model, resolve_model_dir
+    from diffusion_core.model.loading import load_model, resolve_model_dir
     models = tmp_path / "models"
     monkeypatch.setenv("DIFFILL_MODELS_DIR", str(models))
     args = ["train", "--data", str(corpus), "--init", str(tiny_model_dir), "--register", "mine", "--batch-size", "2",
@@ -308,7 +308,7 @@ def test_register_exports_a_named_model_and_resumes(tmp_path, tiny_model_dir, co
 
 def test_register_with_out_still_registers(tmp_path, tiny_model_dir, corpus, monkeypatch):
     from diffusion_core.cli import main
-    from diffusion_core.loading import resolve_model_dir
+    from diffusion_core.model.loading import resolve_model_dir
     monkeypatch.setenv("DIFFILL_MODELS_DIR", str(tmp_path / "models"))
     assert main(["train", "--data", str(corpus), "--init", str(tiny_model_dir), "--register", "other",
                  "--out", str(tmp_path / "elsewhere"), "--steps", "1", "--batch-size", "2", "--seq-len", "32",

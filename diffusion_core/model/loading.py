@@ -17,7 +17,7 @@ import platformdirs
 log = logging.getLogger(__name__)
 
 APP = "diffill"
-SHIPPED_DEFAULT = Path(__file__).parent / "models" / "default"
+SHIPPED_DEFAULT = Path(__file__).parent.parent / "models" / "default"
 
 
 class ModelLoadError(RuntimeError):
@@ -104,7 +104,7 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     """
     import torch
 
-    from .fast_tokenizer import MissingTokenizerFiles
+    from ..fast_tokenizer import MissingTokenizerFiles
     from .native_bert import Unsupported
     from .precision import apply_precision
     if backend not in BACKENDS:
@@ -122,7 +122,9 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path}: cannot read config.json: {exc}") from exc
     model = tokenizer = None
-    if backend != "transformers":
+    if config.get("diffill_base"):  # a delta on a pretrained base (model/assemble.py)
+        model, tokenizer = _load_delta(path, config)
+    elif backend != "transformers":
         try:
             model, tokenizer = _load_native(path, config, weights)
         except (Unsupported, MissingTokenizerFiles) as exc:
@@ -145,10 +147,21 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     return LoadedModel(model, tokenizer, path, null_id, precision)
 
 
+def _load_delta(path: Path, config: dict):
+    from .adapter import DeltaError
+    from .assemble import load_delta_model
+    from .base import BaseError
+    from .gguf_file import GGUFError
+    try:
+        return load_delta_model(path, config)
+    except (DeltaError, BaseError, GGUFError) as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc
+
+
 def _load_native(path: Path, config: dict, weights: list[Path]):
     from safetensors.torch import load_file
 
-    from .fast_tokenizer import FastTokenizer, MissingTokenizerFiles
+    from ..fast_tokenizer import FastTokenizer, MissingTokenizerFiles
     from .native_bert import NativeBertForMaskedLM, Unsupported, check_config
     check_config(config)
     try:

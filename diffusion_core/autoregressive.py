@@ -1,0 +1,95 @@
+"""The baseline a user would pick instead: the pretrained base as it is, writing left to right.
+
+Causal attention, greedy decoding, left context only (the suffix is used only to choose where to
+stop).  With the length given it writes exactly that many tokens.  With the length unknown it
+writes up to ``max_tokens`` and then cuts where the base itself finds the suffix most likely to
+follow: one batched causal pass scores ``log p(suffix head | prefix + first k tokens)`` for every
+k >= 1 and the best k wins.  Same canvas window, same decoding of the inserted text, same
+``Fill`` as the diffusion engine, so ``diffill eval`` compares like with like.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .canvas import decode_fill, window_ids
+from .engine import EngineSettings, Fill
+
+SUFFIX_SCORED = 8  # suffix tokens whose likelihood picks the cut
+
+
+class AutoregressiveBaseline:
+    """``fill(prefix, suffix, length)`` with the base model's causal logits (``causal_logits``)."""
+
+    def __init__(self, model, tokenizer, settings: EngineSettings | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.settings = settings or EngineSettings()
+        self.start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+
+    @torch.no_grad()
+    def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
+             on_step=None, settings: EngineSettings | None = None) -> list[Fill]:
+        s = settings or self.settings
+        left = [self.start] + window_ids(self.tokenizer, prefix, s.context_tokens, "tail")
+        budget = length if length is not None else s.max_tokens
+        ids, logps, passes = list(left), [], 0
+        for _ in range(budget):
+            logits = self.model.causal_logits(torch.tensor([ids]))[0, -1].float()   # (V,)
+            if length is not None:  # a fixed length: never end the document early
+                logits[self.start] = float("-inf")
+            logp = F.log_softmax(logits, -1)
+            token = int(logp.argmax())
+            passes += 1
+            if token == self.start:  # the base ended the document: nothing more to write
+                break
+            ids.append(token)
+            logps.append(float(logp[token]))
+        written = ids[len(left):]
+        if length is None and written:
+            keep, more = self._best_cut(left, written, window_ids(self.tokenizer, suffix, SUFFIX_SCORED, "head"))
+            written, logps, passes = written[:keep], logps[:keep], passes + more
+        text = decode_fill(self.tokenizer, left[-4:], written)
+        score = sum(logps) / max(1, len(logps))
+        return [Fill(text, score, len(written), passes, len(written), [text])]
+
+    def _best_cut(self, left: list[int], written: list[int], suffix: list[int]) -> tuple[int, int]:
+        """(k, passes): the k >= 1 for which the suffix head is most likely after ``left + written[:k]``."""
+        if not suffix:
+            return len(written), 0
+        rows = [left + written[:k] + suffix for k in range(1, len(written) + 1)]
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad)
+        attention = torch.zeros(len(rows), width, dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, :len(row)] = torch.tensor(row)
+            attention[r, :len(row)] = 1
+        logp = F.log_softmax(self.model.causal_logits(ids, attention).float(), -1)  # (K, T, V)
+        totals = []
+        for r, row in enumerate(rows):
+            start = len(row) - len(suffix)               # first suffix token; predicted from start - 1
+            targets = torch.tensor(suffix)
+            totals.append(float(logp[r, start - 1:len(row) - 1].gather(1, targets[:, None]).sum()))
+        return 1 + max(range(len(totals)), key=totals.__getitem__), 1
+
+
+def load_baseline(name=None, threads: int | None = None, precision: str = "int8",
+                  settings: EngineSettings | None = None) -> AutoregressiveBaseline:
+    """The base that model ``name`` was adapted from, as pretrained (its delta is not applied)."""
+    import json
+
+    from .model.assemble import base_spec_of, load_base
+    from .model.loading import LoadedModel, ModelLoadError, resolve_model_dir
+    from .model.precision import apply_precision
+    path = resolve_model_dir(name)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if not config.get("diffill_base"):
+        raise ModelLoadError(f"{path} is not built on a pretrained causal base, so it has no autoregressive "
+                             "baseline; use a model adapted with `diffill train --init smollm2`")
+    model, tokenizer, _ = load_base(base_spec_of(config))
+    if threads:
+        torch.set_num_threads(threads)
+    model, used = apply_precision(model.eval(), precision)
+    baseline = AutoregressiveBaseline(model, tokenizer, settings)
+    baseline.loaded = LoadedModel(model, tokenizer, path, None, used)
+    return baseline

@@ -1,0 +1,155 @@
+"""What the adaptation trains on top of a frozen base, and the delta file that ships it.
+
+Trainable state: LoRA factors on every projection of every layer (``A`` (r, in), ``B`` (out, r),
+``W + (alpha / r) · B A``), every RMSNorm weight, and the embedding rows of the mask and null
+tokens (the head is tied, so those rows are also their output rows).  Everything else is the base
+as converted.  ``delta.safetensors`` holds exactly that state (float16) and its metadata names
+the base by the SHA-256 of its GGUF, so a delta is never applied to another base.
+
+``merge()`` folds the factors into the weights for inference: the served model is a plain
+``NativeLlamaDenoiser`` (int8 and bf16 paths as for any model).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .llama import NativeLlamaDenoiser
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class DeltaError(ValueError):
+    """A delta that cannot be applied: wrong base, wrong shape or a damaged file."""
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable low-rank update; B starts at zero (no change at step 0)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / base.in_features ** 0.5)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_A.to(x.dtype).T) @ (self.lora_B.to(x.dtype).T * self.scale)
+
+    def merged(self) -> nn.Linear:
+        with torch.no_grad():
+            self.base.weight += self.scale * (self.lora_B @ self.lora_A)
+        return self.base
+
+
+class Adapter:
+    """Attach trainable state to a loaded base denoiser; ``state()`` / ``load()`` / ``save()`` the delta."""
+
+    def __init__(self, model: NativeLlamaDenoiser, token_ids: dict[str, int], rank: int = 32, alpha: float = 32.0,
+                 freeze_layers: int = 0):
+        self.model, self.rank, self.alpha = model, rank, alpha
+        self.token_ids = dict(token_ids)  # token name -> id whose embedding row is trained
+        for p in model.parameters():
+            p.requires_grad_(False)
+        d = model.denoiser
+        self.trained_layers = list(range(freeze_layers, len(d.layers)))
+        for i in self.trained_layers:
+            layer = d.layers[i]
+            for parent in (layer.self_attn, layer.mlp):
+                for name in PROJECTIONS:
+                    if hasattr(parent, name):
+                        setattr(parent, name, LoRALinear(getattr(parent, name), rank, alpha))
+            layer.input_layernorm.weight.requires_grad_(True)
+            layer.post_attention_layernorm.weight.requires_grad_(True)
+        d.norm.weight.requires_grad_(True)
+        ids = torch.tensor(list(self.token_ids.values()))
+        self.row_ids = ids
+        self.rows = nn.Parameter(d.embed_tokens.weight[ids].detach().clone())   # (n_tokens, H)
+        # The embedding table with the trained rows in place (out of place, so the base stays frozen).
+        d.embedding_override = lambda: d.embed_tokens.weight.index_put((self.row_ids,), self.rows.to(
+            d.embed_tokens.weight.dtype))
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [self.rows] + [p for p in self.model.parameters() if p.requires_grad]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor by name (LoRA factors, norms, token rows)."""
+        out = {"token_rows": self.rows.detach()}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                out[name] = p.detach()
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = dict(self.model.named_parameters())
+        with torch.no_grad():
+            self.rows.copy_(state["token_rows"])
+            for name, value in state.items():
+                if name != "token_rows":
+                    own[name].copy_(value)
+
+    def save(self, path: Path, base_sha256: str, info: dict | None = None) -> None:
+        meta = {"base_sha256": base_sha256, "rank": str(self.rank), "alpha": str(self.alpha),
+                "trained_layers": json.dumps(self.trained_layers), "token_ids": json.dumps(self.token_ids),
+                "info": json.dumps(info or {})}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.to(torch.float16).contiguous() for k, v in self.state().items()}, str(tmp), metadata=meta)
+        tmp.replace(path)
+
+    def merge(self) -> NativeLlamaDenoiser:
+        """Fold everything into the base weights and return the plain denoiser (the adapter is spent)."""
+        d = self.model.denoiser
+        with torch.no_grad():
+            d.embed_tokens.weight[self.row_ids] = self.rows.to(d.embed_tokens.weight.dtype)
+        d.embedding_override = None
+        for i in self.trained_layers:
+            layer = d.layers[i]
+            for parent in (layer.self_attn, layer.mlp):
+                for name in PROJECTIONS:
+                    module = getattr(parent, name, None)
+                    if isinstance(module, LoRALinear):
+                        setattr(parent, name, module.merged())
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self.model
+
+
+def read_delta(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a delta file, or ``DeltaError`` saying what is wrong with it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # missing, truncated or not safetensors
+        raise DeltaError(f"{path}: cannot read the delta ({exc})") from exc
+    for key in ("base_sha256", "rank", "alpha", "trained_layers", "token_ids"):
+        if key not in meta:
+            raise DeltaError(f"{path}: delta metadata has no {key!r}")
+    return meta, tensors
+
+
+def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str, merge: bool = True):
+    """Attach the delta at ``path`` to ``model`` (a freshly loaded base); refuses a delta for another base.
+
+    Returns the merged denoiser, or with ``merge=False`` the live ``Adapter`` (to resume training).
+    """
+    meta, tensors = read_delta(path)
+    if meta["base_sha256"] != base_sha256:
+        raise DeltaError(f"{path} was trained on the base with GGUF SHA-256 {meta['base_sha256']}, but the base "
+                         f"found has {base_sha256}; run `diffill fetch-base` to get the base this delta needs")
+    layers = json.loads(meta["trained_layers"])
+    adapter = Adapter(model, json.loads(meta["token_ids"]), rank=int(meta["rank"]), alpha=float(meta["alpha"]),
+                      freeze_layers=min(layers) if layers else len(model.denoiser.layers))
+    own = adapter.state()
+    problems = [k for k in own if k not in tensors or tensors[k].shape != own[k].shape]
+    if problems or set(tensors) - set(own):
+        raise DeltaError(f"{path}: delta does not fit this base (mismatched {sorted(problems)[:3]}, "
+                         f"unknown {sorted(set(tensors) - set(own))[:3]})")
+    adapter.load_state({k: v.float() for k, v in tensors.items()})
+    return adapter.merge() if merge else adapter
