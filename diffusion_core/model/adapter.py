@@ -68,46 +68,42 @@ class Adapter:
             layer.input_layernorm.weight.requires_grad_(True)
             layer.post_attention_layernorm.weight.requires_grad_(True)
         d.norm.weight.requires_grad_(True)
-        ids = torch.tensor(list(self.token_ids.values()))
-        self.row_ids = ids
-        self.rows = nn.Parameter(d.embed_tokens.weight[ids].detach().clone())   # (n_tokens, H)
-        # The embedding table with the trained rows in place (out of place, so the base stays frozen).
-        d.embedding_override = lambda: d.embed_tokens.weight.index_put((self.row_ids,), self.rows.to(
+        # The trained rows live on the model (so they move with it to a device); the embedding table is
+        # read with them in place, out of place, so the base table stays frozen.
+        d.register_buffer("token_row_ids", torch.tensor(list(self.token_ids.values())), persistent=False)
+        d.token_rows = nn.Parameter(d.embed_tokens.weight[d.token_row_ids].detach().clone())  # (n_tokens, H)
+        d.embedding_override = lambda: d.embed_tokens.weight.index_put((d.token_row_ids,), d.token_rows.to(
             d.embed_tokens.weight.dtype))
 
     def parameters(self) -> list[nn.Parameter]:
-        return [self.rows] + [p for p in self.model.parameters() if p.requires_grad]
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def state(self) -> dict[str, torch.Tensor]:
         """Every trained tensor by name (LoRA factors, norms, token rows)."""
-        out = {"token_rows": self.rows.detach()}
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                out[name] = p.detach()
-        return out
+        return {name: p.detach() for name, p in self.model.named_parameters() if p.requires_grad}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         own = dict(self.model.named_parameters())
         with torch.no_grad():
-            self.rows.copy_(state["token_rows"])
             for name, value in state.items():
-                if name != "token_rows":
-                    own[name].copy_(value)
+                own[name].copy_(value)
 
     def save(self, path: Path, base_sha256: str, info: dict | None = None) -> None:
         meta = {"base_sha256": base_sha256, "rank": str(self.rank), "alpha": str(self.alpha),
                 "trained_layers": json.dumps(self.trained_layers), "token_ids": json.dumps(self.token_ids),
                 "info": json.dumps(info or {})}
         tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.to(torch.float16).contiguous() for k, v in self.state().items()}, str(tmp), metadata=meta)
+        save_file({k: v.to("cpu", torch.float16).contiguous() for k, v in self.state().items()}, str(tmp),
+                  metadata=meta)
         tmp.replace(path)
 
     def merge(self) -> NativeLlamaDenoiser:
         """Fold everything into the base weights and return the plain denoiser (the adapter is spent)."""
         d = self.model.denoiser
         with torch.no_grad():
-            d.embed_tokens.weight[self.row_ids] = self.rows.to(d.embed_tokens.weight.dtype)
+            d.embed_tokens.weight[d.token_row_ids] = d.token_rows.to(d.embed_tokens.weight.dtype)
         d.embedding_override = None
+        del d.token_rows, d.token_row_ids
         for i in self.trained_layers:
             layer = d.layers[i]
             for parent in (layer.self_attn, layer.mlp):

@@ -1,0 +1,221 @@
+"""The pretrained-base path: GGUF reader, conversion, native Llama denoiser vs transformers,
+LoRA delta round trip, base-hash refusal and a training step, all on a tiny GGUF the tests write."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llama_helpers import TINY_SHAPE, write_tiny_gguf
+
+from diffusion_core.model.base import BASES, MASK_TOKEN, NULL_TOKEN, SMOLLM2, BaseSpec, convert_gguf, sha256_of
+from diffusion_core.model.gguf_file import GGUFError, GGUFFile
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("gguf")
+    return d / "tiny.gguf", write_tiny_gguf(d / "tiny.gguf")
+
+
+@pytest.fixture(scope="module")
+def tiny_spec(tiny_gguf) -> BaseSpec:
+    return dataclasses.replace(SMOLLM2, name="tiny-llama", gguf_sha256=sha256_of(tiny_gguf[0]),
+                               reserved={MASK_TOKEN: "<mask>", NULL_TOKEN: "<null>"})
+
+
+@pytest.fixture()
+def tiny_base(tiny_gguf, tiny_spec, tmp_path, monkeypatch) -> Path:
+    """The tiny GGUF converted into a base dir under a temporary DIFFILL_BASES_DIR, registered as a base."""
+    monkeypatch.setenv("DIFFILL_BASES_DIR", str(tmp_path / "bases"))
+    monkeypatch.setitem(BASES, tiny_spec.name, tiny_spec)
+    from diffusion_core.model.base import base_dir
+    return convert_gguf(tiny_gguf[0], base_dir(tiny_spec), tiny_spec)
+
+
+@pytest.mark.parametrize("kind", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"])
+def test_reader_dequantises_like_llama_cpp(tmp_path, kind):
+    import gguf
+    from gguf.quants import dequantize, quantize
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 1, (6, 64)).astype(np.float32)
+    qtype = getattr(gguf.GGMLQuantizationType, kind)
+    w = gguf.GGUFWriter(str(tmp_path / "t.gguf"), "llama")
+    w.add_string("test.note", "round trip")
+    w.add_array("test.numbers", [1, 2, 3])
+    if kind == "F32":
+        w.add_tensor("x", data)
+        expected = data
+    else:
+        q = quantize(data, qtype)
+        w.add_tensor("x", q, raw_shape=q.shape, raw_dtype=qtype)
+        expected = dequantize(q, qtype).reshape(data.shape)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    f = GGUFFile(tmp_path / "t.gguf")
+    assert f.metadata["test.note"] == "round trip" and f.metadata["test.numbers"] == [1, 2, 3]
+    got = f.array("x")
+    assert got.shape == (6, 64)
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(got - data).max() < (0.3 if kind.startswith("Q4") else 0.05)
+
+
+def test_truncated_or_foreign_file_gives_one_clear_error(tiny_gguf, tmp_path):
+    data = tiny_gguf[0].read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: len(data) - 100])
+    with pytest.raises(GGUFError, match=r"cut\.gguf: truncated: tensor .* needs bytes up to"):
+        GGUFFile(cut)
+    head = tmp_path / "head.gguf"
+    head.write_bytes(data[:40])
+    with pytest.raises(GGUFError, match=r"head\.gguf: truncated header"):
+        GGUFFile(head)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"PK\x03\x04" + data[4:])
+    with pytest.raises(GGUFError, match=r"other\.gguf: not a GGUF file"):
+        GGUFFile(other)
+
+
+def test_altered_gguf_is_refused_by_hash(tiny_gguf, tiny_spec, tmp_path):
+    altered = tmp_path / "altered.gguf"
+    data = bytearray(tiny_gguf[0].read_bytes())
+    data[-1] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    with pytest.raises(GGUFError, match=rf"altered\.gguf: SHA-256 [0-9a-f]{{64}}, expected {tiny_spec.gguf_sha256}"):
+        convert_gguf(altered, tmp_path / "out", tiny_spec)
+    assert not (tmp_path / "out").exists()
+
+
+def test_conversion_undoes_the_rotary_permutation(tiny_gguf, tiny_base):
+    from safetensors.torch import load_file
+    state = load_file(str(tiny_base / "model.safetensors"))
+    expected = tiny_gguf[1]
+    assert set(state) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(state[name].numpy(), value, rtol=0, atol=0, err_msg=name)
+    config = json.loads((tiny_base / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["num_key_value_heads"]) == (TINY_SHAPE["layers"], TINY_SHAPE["kv_heads"])
+
+
+def _native(base: Path):
+    from safetensors.torch import load_file
+    from diffusion_core.model.llama import NativeLlamaDenoiser
+    model = NativeLlamaDenoiser(json.loads((base / "config.json").read_text()))
+    model.load_weights(load_file(str(base / "model.safetensors")))
+    return model.eval()
+
+
+def _hf(base: Path):
+    from transformers import LlamaForCausalLM
+    return LlamaForCausalLM.from_pretrained(str(base), local_files_only=True, dtype=torch.float32,
+                                            attn_implementation="eager").eval()
+
+
+@torch.no_grad()
+def test_native_denoiser_matches_transformers_causal_and_bidirectional(tiny_base):
+    native, hf = _native(tiny_base), _hf(tiny_base)
+    ids = torch.randint(6, native.shape.vocab_size, (2, 11))
+    attention = torch.ones(2, 11, dtype=torch.long)
+    attention[1, 8:] = 0  # padding on the second row
+    ref = hf(input_ids=ids, attention_mask=attention).logits
+    got = native.causal_logits(ids, attention)
+    keep = attention.bool()
+    torch.testing.assert_close(got[keep], ref[keep], rtol=1e-4, atol=1e-4)
+    # Bidirectional: transformers with a 4D mask that lets every query read every non-padding key.
+    allowed = keep[:, None, None, :].expand(2, 1, 11, 11)
+    additive = torch.zeros(2, 1, 11, 11).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    ref_bi = hf(input_ids=ids, attention_mask=additive).logits           # row i predicts token i+1
+    got_bi = native(ids, attention).logits                                # row i predicts token i (shift)
+    torch.testing.assert_close(got_bi[:, 1:][keep[:, 1:]], ref_bi[:, :-1][keep[:, 1:]], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got_bi[0, 1:], got[0, :-1], atol=1e-3)  # full attention really differs
+
+
+def _adapted(base: Path, rank=4, seed=0):
+    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.model.adapter import Adapter
+    model = _native(base)
+    tok = FastTokenizer(base)
+    ids = {MASK_TOKEN: tok.mask_token_id, NULL_TOKEN: tok.convert_tokens_to_ids(NULL_TOKEN)}
+    adapter = Adapter(model, ids, rank=rank, alpha=8.0)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model, adapter, tok
+
+
+@torch.no_grad()
+def test_delta_round_trip_and_merge(tiny_base, tmp_path):
+    from diffusion_core.model.adapter import apply_delta
+    model, adapter, tok = _adapted(tiny_base)
+    ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
+    live = model(ids).logits
+    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
+    adapter.save(tmp_path / "delta.safetensors", sha)
+    merged = apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    # fp16 storage of the delta: close, not bit-equal
+    torch.testing.assert_close(merged(ids).logits, live, rtol=0, atol=5e-2)
+    assert not any(type(m).__name__ == "LoRALinear" for m in merged.modules())
+    base_logits = _native(tiny_base)(ids).logits
+    assert (merged(ids).logits - base_logits).abs().max() > 0.1  # the delta changed something
+
+
+def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
+    from diffusion_core.model.adapter import DeltaError, apply_delta
+    _, adapter, _ = _adapted(tiny_base)
+    adapter.save(tmp_path / "delta.safetensors", "0" * 64)
+    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
+    with pytest.raises(DeltaError, match="was trained on the base with GGUF SHA-256 0000"):
+        apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(DeltaError, match="cannot read the delta"):
+        apply_delta(_native(tiny_base), tmp_path / "bad.safetensors", sha)
+
+
+def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tmp_path, monkeypatch):
+    from conftest import TINY_TEXT
+    from diffusion_core.engine import EngineSettings, InfillEngine
+    from diffusion_core.model.loading import load_model
+    from diffusion_core.train import TrainConfig, train
+    data = tmp_path / "data.txt"
+    data.write_text(TINY_TEXT * 20)
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=4, batch_size=4,
+                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=4, threads=1)
+    ckpt = train(cfg, progress=False)
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["tokens"] > 0
+    assert (ckpt / "delta.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+    from safetensors import safe_open
+    with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
+        assert any(k.endswith("lora_B") for k in f.keys())
+        assert float(f.get_tensor("denoiser.layers.0.self_attn.q_proj.lora_B").abs().max()) > 0  # it learned
+    # resume: four more steps from the checkpoint
+    train(dataclasses.replace(cfg, steps=6), progress=False)
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 6
+    loaded = load_model(ckpt, precision="fp32")
+    engine = InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4))
+    fill = engine.fill("def add(a, b):\n    return ", "\n", length=2)[0]
+    assert fill.tokens == 2 and fill.text
+    assert engine.fill("The quick brown fox ", " over the lazy dog.")[0].tokens >= 1
+    # int8 and bf16 paths load and run too
+    for precision in ("int8", "bf16"):
+        e = InfillEngine(load_model(ckpt, precision=precision), EngineSettings(max_tokens=4, null_slots=4))
+        assert e.fill("def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
+
+
+def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suffix(tiny_base, tiny_spec, tmp_path):
+    from diffusion_core.autoregressive import AutoregressiveBaseline
+    from diffusion_core.engine import EngineSettings
+    from diffusion_core.fast_tokenizer import FastTokenizer
+    tok = FastTokenizer(tiny_base)
+    ar = AutoregressiveBaseline(_native(tiny_base), tok, EngineSettings(max_tokens=6))
+    fill = ar.fill("def add(a, b):\n    return", " a + b\n", length=3)[0]
+    assert fill.tokens == 3 and fill.passes == 3
+    free = ar.fill("def add(a, b):\n    return", " a + b\n")[0]
+    assert 1 <= free.tokens <= 6 and free.passes <= 7
