@@ -180,7 +180,7 @@ def cmd_train(args) -> int:
                           batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
                           schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
-                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers,
+                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers, device=args.device,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
         if dest is not None and _rank() == 0:
@@ -232,8 +232,10 @@ def cmd_fetch_base(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .model.loading import SHIPPED_DEFAULT, user_models_dir
-    print(f"shipped default: {SHIPPED_DEFAULT} ({'present' if (SHIPPED_DEFAULT / 'config.json').exists() else 'missing'})")
+    from .model.loading import DEFAULT_MODEL, SHIPPED_MODELS, user_models_dir
+    for name, path in SHIPPED_MODELS.items():
+        state = "present" if (path / "config.json").exists() else "missing"
+        print(f"shipped: {name}{' (default)' if name == DEFAULT_MODEL else ''}: {path} ({state})")
     d = user_models_dir()
     print(f"user models dir: {d}")
     for p in sorted(d.glob("*/config.json")) if d.exists() else []:
@@ -290,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--lora-rank", type=int, default=32, help="--init smollm2: rank of the LoRA factors")
     p.add_argument("--freeze-layers", type=int, default=0, help="--init smollm2: lowest layers left as pretrained")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (see scripts/gpu_train.sh)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 

@@ -17,7 +17,12 @@ import platformdirs
 log = logging.getLogger(__name__)
 
 APP = "diffill"
-SHIPPED_DEFAULT = Path(__file__).parent.parent / "models" / "default"
+SHIPPED_DIR = Path(__file__).parent.parent / "models"
+# Models that ship with Diffill, by name. smollm2-diffill: a delta on the SmolLM2-135M base (fetched by
+# `diffill fetch-base`); bert-41m: the earlier 22M-parameter BERT trained on 41.4M tokens, kept for comparison.
+SHIPPED_MODELS = {"smollm2-diffill": SHIPPED_DIR / "smollm2-diffill", "bert-41m": SHIPPED_DIR / "bert-41m"}
+DEFAULT_MODEL = "bert-41m"
+SHIPPED_DEFAULT = SHIPPED_MODELS[DEFAULT_MODEL]
 
 
 class ModelLoadError(RuntimeError):
@@ -49,7 +54,7 @@ def resolve_model_dir(name: str | os.PathLike | None = None) -> Path:
     """Turn a path, a model name or None (the default) into a model directory.
 
     Order: an explicit existing path; ``<user models dir>/<name>``; the local
-    Hugging Face cache (offline); the shipped default (for None/"default").
+    Hugging Face cache (offline); the shipped models (``SHIPPED_MODELS``; None/"default" is ``DEFAULT_MODEL``).
     """
     name = str(name) if name not in (None, "") else os.environ.get("DIFFILL_MODEL", "default")
     looked: list[str] = []
@@ -71,10 +76,11 @@ def resolve_model_dir(name: str | os.PathLike | None = None) -> Path:
         cached = _hf_cache_dir(name)
         if cached is not None and _is_model_dir(cached):
             return cached
-    if name == "default":
-        looked.append(f"shipped default {SHIPPED_DEFAULT}")
-        if _is_model_dir(SHIPPED_DEFAULT):
-            return SHIPPED_DEFAULT
+    shipped = SHIPPED_DEFAULT if name == "default" else SHIPPED_MODELS.get(name)
+    if shipped is not None:
+        looked.append(f"shipped model {shipped}")
+        if _is_model_dir(shipped):
+            return shipped
     raise ModelLoadError(f"model {name!r} not found; looked in: " + "; ".join(looked))
 
 
