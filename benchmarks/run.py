@@ -41,7 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="output folder")
     ap.add_argument("--reps", type=int, default=20, help="timed repetitions per job and per server case")
     ap.add_argument("--threads", type=int, default=2, help="torch threads, in-process and in the server")
-    ap.add_argument("--precision", default="int8", help="int8 | bf16 | fp32, in-process and in the server")
+    ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32, in-process and in the server")
     ap.add_argument("--quality-items", type=int, default=100, help="dev gaps in the quality sweep (kind-balanced)")
     ap.add_argument("--inputs-per-job", type=int, default=5, help="distinct fixed inputs each job cycles through")
     ap.add_argument("--startup-reps", type=int, default=5, help="server starts timed (process start -> ready)")

@@ -33,8 +33,9 @@ class AutoregressiveBaseline:
         left = [self.start] + window_ids(self.tokenizer, prefix, s.context_tokens, "tail")
         budget = length if length is not None else s.max_tokens
         ids, logps, passes = list(left), [], 0
+        cache, step_in = self.model.new_cache(), list(left)
         for _ in range(budget):
-            logits = self.model.causal_logits(torch.tensor([ids]))[0, -1].float()   # (V,)
+            logits = self.model.causal_logits(torch.tensor([step_in]), cache=cache, last_only=True)[0].float()  # (V,)
             if length is not None:  # a fixed length: never end the document early
                 logits[self.start] = float("-inf")
             logp = F.log_softmax(logits, -1)
@@ -44,6 +45,7 @@ class AutoregressiveBaseline:
                 break
             ids.append(token)
             logps.append(float(logp[token]))
+            step_in = [token]
         written = ids[len(left):]
         if length is None and written:
             keep, more = self._best_cut(left, written, window_ids(self.tokenizer, suffix, SUFFIX_SCORED, "head"))

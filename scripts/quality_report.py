@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Run ``diffill eval`` for every strategy with oracle and unknown length; write JSON and a Markdown table.
 
-Usage: quality_report.py DATA.jsonl OUT_PREFIX [--model M] [--limit N] [--threads T]
+Usage: quality_report.py DATA.jsonl OUT_PREFIX [--model M] [--limit N] [--threads T] [--strategies S ...]
+                         [--old REPORT.json]
 Writes OUT_PREFIX.json (all figures) and OUT_PREFIX.md (tables per kind, exact match and similarity).
+``autoregressive`` (models on a pretrained base) is the base as it was pretrained; ``--old`` names an
+earlier report of another model on the same data, for the new-default bar (issue 13).
 """
 from __future__ import annotations
 
@@ -18,13 +21,48 @@ from diffusion_core.engine import EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
 from diffusion_core.model.loading import load_model
 
-STRATEGIES = ("diffusion", "one-shot", "left-to-right")
+STRATEGIES = ("diffusion", "one-shot", "left-to-right", "autoregressive")
+
+
+def base_bar(results: dict, kinds: list[str], old: dict | None) -> list[str]:
+    """Issue 13's bar for a model on a pretrained base (exact match, length unknown, per kind)."""
+    lines = ["**quality bar for a new default** (exact match %, length unknown)", ""]
+    ours = results.get("diffusion/unknown")
+    if ours is None:
+        return lines + ["- not measured: needs diffusion/unknown", ""]
+    per_kind = [k for k in kinds if k != "overall"]
+    if old is not None:
+        theirs = old["results"]["diffusion/unknown"]
+        lost = [k for k in per_kind if not ours[k]["exact"] > theirs[k]["exact"]]
+        ratio = ours["overall"]["exact"] / max(1e-9, theirs["overall"]["exact"])
+        lines.append(f"- beats the old model ({Path(old['meta']['model']).name}) on every kind: "
+                     + ("met" if not lost else "not on " + ", ".join(lost))
+                     + f"; overall {ours['overall']['exact']} vs {theirs['overall']['exact']} = {ratio:.2f}x "
+                       f"({'met' if ratio >= 2 else 'not met'}, needs 2x)")
+    if "autoregressive/unknown" in results:
+        ar = results["autoregressive/unknown"]
+        lost = [k for k in per_kind if not ours[k]["exact"] > ar[k]["exact"]]
+        lines.append("- beats autoregressive (the base as pretrained) on every kind: "
+                     + ("met" if not lost else "not on " + ", ".join(lost)))
+    if "left-to-right/unknown" in results:
+        l2r, ppt = results["left-to-right/unknown"]["overall"]["exact"], ours["overall"]["passes_per_token"]
+        ok = ours["overall"]["exact"] >= l2r - 1 and ppt <= 0.6
+        lines.append(f"- diffusion {ours['overall']['exact']} vs left-to-right {l2r} (needs >= {l2r - 1:.2f}) at "
+                     f"{ppt} passes per token (needs <= 0.6): {'met' if ok else 'not met'}")
+    if "diffusion/oracle" in results:
+        o = results["diffusion/oracle"]["overall"]["exact"]
+        ratio = ours["overall"]["exact"] / o if o else float("nan")
+        lines.append(f"- unknown-length exact match {ours['overall']['exact']} vs oracle {o}: {ratio:.0%} "
+                     f"({'met' if ratio >= 0.8 else 'not met'}, needs 80 %)")
+    return lines + [""]
 
 
 def quality_bar(results: dict, kinds: list[str]) -> list[str]:
     """The issue's bar, checked: diffusion beats both baselines on every kind (unknown length),
     and unknown-length exact match is within 80 % of the oracle-length one."""
     lines = ["**quality bar** (unknown length; a kind where all three tie is not a win)", ""]
+    if not all(f"{b}/unknown" in results for b in ("diffusion", "one-shot", "left-to-right")):
+        return []
     for metric in ("exact", "char_sim"):
         lost = [k for k in kinds if k != "overall" and not all(
             results["diffusion/unknown"][k][metric] > results[f"{b}/unknown"][k][metric]
@@ -54,7 +92,9 @@ def paired(samples: dict, kinds: list[str]) -> list[str]:
              "| baseline / length | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     def sims(name: str) -> list[float]:
         return [score_one(p["prediction"], p["answer"])["char_sim"] for p in samples[name]]
-    for base, length in [(b, n) for n in ("unknown", "oracle") for b in ("one-shot", "left-to-right")]:
+    for base, length in [(b, n) for n in ("unknown", "oracle") for b in ("one-shot", "left-to-right", "autoregressive")]:
+        if f"{base}/{length}" not in samples or f"diffusion/{length}" not in samples:
+            continue
         ours, theirs = sims(f"diffusion/{length}"), sims(f"{base}/{length}")
         item_kinds = [p["kind"] for p in samples[f"diffusion/{length}"]]
         cells = []
@@ -74,20 +114,32 @@ def main(argv=None) -> int:
     ap.add_argument("--model")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="int8", help="int8 | bf16 | fp32")
+    ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32")
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--length-modes", action="store_true",
+                    help="also the other unknown-length modes (marginal, slots, probe)")
+    ap.add_argument("--old", help="an earlier report (JSON) of the model a new default must beat")
     args = ap.parse_args(argv)
     items = per_kind(read_items(args.data), args.limit)  # the same number of items of every kind
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
+    baseline = None
+    if "autoregressive" in args.strategies:
+        from diffusion_core.autoregressive import load_baseline
+        baseline = load_baseline(args.model, threads=args.threads, precision=args.precision)
     results, samples = {}, {}
-    runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", EngineSettings(strategy=strategy), oracle)
-            for oracle in (True, False) for strategy in STRATEGIES]
-    # the other ways of choosing an unknown length (the default is "hybrid")
-    runs += [(f"diffusion/unknown ({mode})", EngineSettings(length_mode=mode), False)
-             for mode in ("marginal", "slots", "probe")]
-    for name, settings, oracle in runs:
+    runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", strategy, oracle)
+            for oracle in (True, False) for strategy in args.strategies]
+    if args.length_modes:  # the other ways of choosing an unknown length (the default is "hybrid")
+        runs += [(f"diffusion/unknown ({mode})", mode, False) for mode in ("marginal", "slots", "probe")]
+    for name, strategy, oracle in runs:
         preds: list = []
         t0 = time.time()
-        results[name] = run_eval(engine, items, settings, oracle, progress=False, predictions=preds)
+        runner, settings = engine, EngineSettings(strategy=strategy) if strategy in STRATEGIES[:3] else None
+        if strategy == "autoregressive":
+            runner, settings = baseline, EngineSettings()
+        elif settings is None:
+            settings = EngineSettings(length_mode=strategy)
+        results[name] = run_eval(runner, items, settings, oracle, progress=False, predictions=preds)
         samples[name] = preds
         print(f"{name}: {results[name]['overall']} ({time.time() - t0:.0f}s)", file=sys.stderr)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
@@ -109,6 +161,8 @@ def main(argv=None) -> int:
             lines.append(f"| {name} | " + " | ".join(str(rep[k][metric]) for k in kinds) + " |")
         lines.append("")
     lines += quality_bar(results, kinds)
+    if baseline is not None or args.old:
+        lines += base_bar(results, kinds, json.loads(Path(args.old).read_text()) if args.old else None)
     lines += paired(samples, kinds)
     Path(args.out + ".md").write_text("\n".join(lines))
     print("\n".join(lines))

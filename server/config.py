@@ -31,7 +31,7 @@ class Settings:
     contextChars: int = 2000              # characters read on each side of the cursor
     maxDocumentChars: int = 5_000_000     # larger documents are not read for completion
     threads: int = 0                      # torch threads; 0 = torch's default
-    precision: str = "int8"               # int8 | bf16 | fp32 (see diffusion_core/model/precision.py)
+    precision: str = "auto"               # auto | int8 | bf16 | fp32 (see diffusion_core/model/precision.py)
     contextTokens: int = 48               # model tokens of context on each side of the gap
     nullSlots: int = 8                    # slots offered for a fill at the cursor (unused ones stay null)
 

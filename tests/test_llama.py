@@ -219,3 +219,15 @@ def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suf
     assert fill.tokens == 3 and fill.passes == 3
     free = ar.fill("def add(a, b):\n    return", " a + b\n")[0]
     assert 1 <= free.tokens <= 6 and free.passes <= 7
+
+
+@torch.no_grad()
+def test_cached_causal_decoding_matches_the_full_pass(tiny_base):
+    model = _native(tiny_base)
+    ids = torch.randint(6, model.shape.vocab_size, (1, 9))
+    full = model.causal_logits(ids)                                       # (1, 9, V)
+    cache = model.new_cache()
+    steps = [model.causal_logits(ids[:, :5], cache=cache, last_only=True)]
+    for t in range(5, 9):
+        steps.append(model.causal_logits(ids[:, t:t + 1], cache=cache, last_only=True))
+    torch.testing.assert_close(torch.stack(steps, 1)[0], full[0, 4:], rtol=1e-4, atol=1e-4)

@@ -85,12 +85,16 @@ class _Attention(nn.Module):
         self.v_proj = nn.Linear(s.hidden_size, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, s.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, mask):                      # x (B, T, H); mask (B, 1, T, T) bool
+    def forward(self, x, cos, sin, mask, cache: dict | None = None):  # x (B, T, H); mask (B, 1, T, S) bool
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
         k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
         v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if cache is not None:  # causal decoding: keys and values of earlier positions are kept
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)  # (B, kv, S, d)
+            cache["k"], cache["v"] = k, v
         groups = self.heads // self.kv_heads
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, h, T, d)
         # Plain matmul-softmax-matmul: on the CPU, for canvases of a few hundred tokens, it runs 4x faster
@@ -121,8 +125,8 @@ class _Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(s.hidden_size, s.rms_norm_eps)
         self.mlp = _MLP(s)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, mask, cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -138,16 +142,22 @@ class _Decoder(nn.Module):
         self.causal = False
         self.embedding_override = None  # set by the adapter while training its own token rows
 
-    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Unshifted final hidden states (B, T, H)."""
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               cache: list[dict] | None = None) -> torch.Tensor:
+        """Unshifted final hidden states (B, T, H).  With ``cache`` (causal only, no padding), the ids
+        continue the cached positions: one new token reads every earlier one, and the cache grows."""
         T = input_ids.shape[1]
+        offset = cache[0]["k"].shape[2] if cache and "k" in cache[0] else 0
         table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
         x = F.embedding(input_ids, table)                                          # (B, T, H)
-        mask = self._attention_mask(input_ids, attention_mask)                     # (B, 1, T, T) or None
-        cos, sin = rotary(torch.arange(T, device=input_ids.device), self.shape.head_dim, self.shape.rope_theta)
+        mask = None if offset and T == 1 else self._attention_mask(input_ids, attention_mask)  # (B, 1, T, T)
+        if offset and T > 1:
+            raise ValueError("a cached causal pass takes one new token at a time")
+        positions = torch.arange(offset, offset + T, device=input_ids.device)
+        cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, None if cache is None else cache[i])
         return self.norm(x)
 
     def _attention_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
@@ -186,6 +196,7 @@ class NativeLlamaDenoiser(nn.Module):
     """``denoiser`` returns shifted hidden states (B, T, H); ``lm_head`` maps them to logits (tied)."""
 
     base_model_prefix = "denoiser"
+    int8_safe = False  # dynamic int8 (per-tensor activations) costs SmolLM2 1.9 nats; precision "auto" uses bf16
 
     def __init__(self, config: dict):
         super().__init__()
@@ -210,10 +221,16 @@ class NativeLlamaDenoiser(nn.Module):
         """Full logits (B, T, V) for every position (row i predicts token i)."""
         return types.SimpleNamespace(logits=self.lm_head(self.denoiser(input_ids, attention_mask)))
 
-    def causal_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The base as pretrained: causal attention, row i predicts token i+1 (B, T, V)."""
+    def causal_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      cache: list[dict] | None = None, last_only: bool = False) -> torch.Tensor:
+        """The base as pretrained: causal attention, row i predicts token i+1 (B, T, V), or (B, V) for
+        the last position only.  ``cache`` (from ``new_cache()``) keeps keys/values for greedy decoding."""
         was, self.denoiser.causal = self.denoiser.causal, True
         try:
-            return self.lm_head(self.denoiser.hidden(input_ids, attention_mask))
+            h = self.denoiser.hidden(input_ids, attention_mask, cache)
+            return self.lm_head(h[:, -1] if last_only else h)
         finally:
             self.denoiser.causal = was
+
+    def new_cache(self) -> list[dict]:
+        return [{} for _ in self.denoiser.layers]

@@ -14,8 +14,18 @@ import warnings
 
 import torch
 
-PRECISIONS = ("int8", "bf16", "fp32")
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 log = logging.getLogger(__name__)
+
+
+def resolve(model: torch.nn.Module, precision: str) -> str:
+    """``auto``: int8 unless the model says dynamic int8 hurts it (``int8_safe = False``, measured on
+    SmolLM2: +1.9 nats of cross-entropy), then bf16 where the CPU runs it fast, else fp32."""
+    if precision != "auto":
+        return precision
+    if getattr(model, "int8_safe", True):
+        return "int8"
+    return "bf16" if supported("bf16")[0] else "fp32"
 
 
 def supported(precision: str) -> tuple[bool, str]:
@@ -37,6 +47,7 @@ def supported(precision: str) -> tuple[bool, str]:
 
 def apply_precision(model: torch.nn.Module, precision: str) -> tuple[torch.nn.Module, str]:
     """Return (model converted for inference, the precision actually used)."""
+    precision = resolve(model, precision)
     ok, why = supported(precision)
     if not ok:
         log.warning("precision %s not available (%s); using fp32", precision, why)
