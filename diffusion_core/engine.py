@@ -75,6 +75,11 @@ class Fill:
     slots: int = 0       # slots allocated (tokens + nulls)
     texts: list[str] = field(default_factory=list)  # per gap, for joint fills
 
+    @property
+    def total(self) -> float:
+        """Total log-probability over the slots (null ones included): what candidates are ranked by."""
+        return self.score * self.slots
+
 
 class InfillEngine:
     """Thread-safe wrapper: one job at a time per engine (the model is not re-entrant)."""
@@ -176,7 +181,8 @@ class InfillEngine:
         null probabilities and the slots past it are null from then on; ``slots``: the padded slots
         are denoised and the unneeded ones end up null; ``probe``: a batched pass scores every
         candidate length first (also the fallback for models without a null token).
-        Returns up to ``candidates`` fills, best first; ``Fill.texts`` holds one text per gap.
+        Returns up to ``candidates`` fills, best first (after the first, by ``Fill.total``); ``Fill.texts`` holds
+        one text per gap.
         """
         s = settings or self.settings
         n_gaps = len(pieces) - 1
@@ -246,7 +252,7 @@ class InfillEngine:
         if mode == "hybrid":
             fills = rank([f for f in fills[:-1] if f is not None], fills[-1], bar)
         else:
-            fills.sort(key=lambda f: f.score, reverse=True)
+            fills.sort(key=lambda f: f.total, reverse=True)  # (rows of one length: the same order as the mean)
         unique: dict[tuple, Fill] = {}
         for f in fills:
             unique.setdefault(tuple(f.texts), f)
