@@ -102,6 +102,16 @@ def write_atomically(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def cmd_fill(args) -> int:
     from .gaps import compile_marker, join_fills, split_gaps
     if args.in_place and (args.file in (None, "-") or args.json or args.candidates != 1):
@@ -117,7 +127,7 @@ def cmd_fill(args) -> int:
         print(f"diffill: no gap marker ({args.marker or '[MASK] or ___'}) in the input", file=sys.stderr)
         return 2
     engine = _engine(args)
-    lengths = [args.length] * len(spans) if args.length else None
+    lengths = [args.length] * len(spans) if args.length is not None else None
     fills = engine.fill_gaps(pieces, lengths, candidates=args.candidates)
     if args.in_place:
         try:
@@ -127,20 +137,32 @@ def cmd_fill(args) -> int:
             return 2
         print(f"diffill: filled {len(spans)} gap(s) in {args.file}", file=sys.stderr)
         return 0
+    try:
+        _print_fills(args, text, pieces, spans, fills, engine)
+        sys.stdout.flush()  # here, not at exit, where a broken pipe could only be reported
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as a program killed by SIGPIPE does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141
+    return 0
+
+
+def _print_fills(args, text: str, pieces: list[str], spans, fills, engine) -> None:
+    """Candidates in the engine's order: its pick (the fill printed without --candidates), then the others by
+    total log-probability, each labelled with it (``score`` stays the mean per slot)."""
+    from .gaps import join_fills
     if args.json:
-        out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "score": round(f.score, 4),
-                               "tokens": f.tokens, "passes": f.passes} for f in fills],
+        out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "log_prob": round(f.total, 4),
+                               "score": round(f.score, 4), "tokens": f.tokens, "passes": f.passes} for f in fills],
                "gaps": [{"start": s, "end": e} for s, e in spans], "model": str(engine.loaded.path)}
         json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
         print()
-        return 0
+        return
     for i, f in enumerate(fills):
         if len(fills) > 1:
-            print(f"--- candidate {i + 1} (score {f.score:.3f})")
+            print(f"--- candidate {i + 1}{', the pick' if i == 0 else ''} (log-prob {f.total:.3f})")
         sys.stdout.write(join_fills(pieces, f.texts))
         if not text.endswith("\n"):
             print()
-    return 0
 
 
 def cmd_eval(args) -> int:
@@ -252,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fill", help="fill gap markers ([MASK] or ___) in a text")
     p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
     p.add_argument("--marker", help="regex of a gap marker (default: \\[MASK\\]|_{3,})")
-    p.add_argument("--length", type=int, help="tokens per gap (default: chosen by the model)")
-    p.add_argument("--candidates", type=int, default=1)
+    p.add_argument("--length", type=_positive, help="tokens per gap (default: chosen by the model)")
+    p.add_argument("--candidates", type=_positive, default=1,
+                   help="fills to print: the pick, then the others by total log-probability")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("-i", "--in-place", action="store_true",
                    help="write the filled text back to FILE (atomically: a temporary file renamed over it)")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from .canvas import build_canvas, decode_fill
 from .hybrid import ShortRace, rank
+from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
 from .model.loading import LoadedModel
 from .mlm_head import MaskedLMRunner
@@ -67,12 +68,17 @@ class EngineSettings:
 
 @dataclass
 class Fill:
-    text: str            # inserted text only, character-exact
+    text: str            # inserted text only, fitted to the text around the gap (joining.fit)
     score: float         # mean log-probability of its tokens (higher = surer)
     tokens: int          # non-null tokens filled
     passes: int          # forward passes spent on the whole job
     slots: int = 0       # slots allocated (tokens + nulls)
     texts: list[str] = field(default_factory=list)  # per gap, for joint fills
+
+    @property
+    def total(self) -> float:
+        """Total log-probability over the slots (null ones included): what candidates are ranked by."""
+        return self.score * self.slots
 
 
 class InfillEngine:
@@ -91,6 +97,7 @@ class InfillEngine:
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
+        self._token_tests: tuple[torch.Tensor, torch.Tensor] | None = None  # (breaks_line, is_blank) per id
 
     # -- plumbing -------------------------------------------------------------
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -119,11 +126,50 @@ class InfillEngine:
         kept = [i for i in ids if i != self.null_id]
         return decode_fill(self.tokenizer, anchor, kept), len(kept)
 
+    def _tests(self, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V,) masks of the tokens that break a line and of those that write nothing (joining.py)."""
+        if self._token_tests is None or len(self._token_tests[0]) != vocab:
+            n = min(vocab, len(self.tokenizer))
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if backend is not None:  # one call into the Rust tokenizer instead of one per token
+                texts = backend.decode_batch([[i] for i in range(n)], skip_special_tokens=False)
+            else:
+                texts = [self.tokenizer.decode([i]) for i in range(n)]
+            breaks, blank = torch.zeros(vocab, dtype=torch.bool), torch.zeros(vocab, dtype=torch.bool)
+            breaks[:n] = torch.tensor([breaks_line(t) for t in texts])
+            blank[:n] = torch.tensor([is_blank(t) for t in texts])
+            if self.null_id is not None:  # the null token's rules are NullRules' business
+                breaks[self.null_id] = blank[self.null_id] = False
+            self._token_tests = breaks, blank
+        return self._token_tests
+
+    def _within_lines(self, forward, canvases, inline: Sequence[bool], shape) -> Callable:
+        """``forward`` with line breaks banned in the gaps filled within their line, and blank tokens in their
+        first slot: such a gap always gets something written on its line."""
+        line_slots = torch.zeros(shape, dtype=torch.bool)            # (B, T)
+        first_slots = torch.zeros(shape, dtype=torch.bool)
+        for row, canvas in enumerate(canvases):
+            for (a, b), keep in zip(canvas.gaps, inline):
+                if keep:
+                    line_slots[row, a:b] = True
+                    first_slots[row, a] = True
+
+        def banned(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+            logits = forward(ids, positions)                           # (N, V)
+            breaks, blank = self._tests(logits.shape[-1])
+            ban = (line_slots[positions][:, None] & breaks) | (first_slots[positions][:, None] & blank)
+            return logits.masked_fill(ban, float("-inf"))
+        return banned
+
     # -- jobs -----------------------------------------------------------------
     @torch.no_grad()
     def fill_gaps(self, pieces: list[str], lengths: list[int] | None = None, candidates: int = 1,
-                  on_step: Callable | None = None, settings: EngineSettings | None = None) -> list[Fill]:
+                  on_step: Callable | None = None, settings: EngineSettings | None = None,
+                  inline: Sequence[bool] | None = None) -> list[Fill]:
         """Fill the gaps between ``pieces`` jointly; ``lengths`` per gap, or None to choose.
+
+        Fills join the text as ``joining.py`` says: ``inline`` (per gap; default: whether text follows the gap
+        on its line) keeps a gap's fill within its line and non-empty, and every text is fitted to its sides.
 
         Unknown lengths (models with a null token), by ``settings.length_mode``:
         ``hybrid`` (one gap): a marginal row and one row per ``short_lengths`` are denoised in
@@ -135,12 +181,16 @@ class InfillEngine:
         null probabilities and the slots past it are null from then on; ``slots``: the padded slots
         are denoised and the unneeded ones end up null; ``probe``: a batched pass scores every
         candidate length first (also the fallback for models without a null token).
-        Returns up to ``candidates`` fills, best first; ``Fill.texts`` holds one text per gap.
+        Returns up to ``candidates`` fills, best first (after the first, by ``Fill.total``); ``Fill.texts`` holds
+        one text per gap.
         """
         s = settings or self.settings
         n_gaps = len(pieces) - 1
         if n_gaps < 1:
             raise ValueError("nothing to fill: no gap between the pieces")
+        inline = [stays_in_line(p) for p in pieces[1:]] if inline is None else list(inline)
+        if len(inline) != n_gaps:
+            raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         mode = s.length_mode if lengths is None else "given"
         if mode == "hybrid" and (n_gaps > 1 or self.null_id is None):
             mode = "marginal"
@@ -173,8 +223,10 @@ class InfillEngine:
                 cfg = replace(cfg, temperature=0.7, top_p=0.95)  # same lengths: variety must come from sampling
             gen = torch.Generator().manual_seed(s.seed)
             forward, settle, race = self._forward, None, None
+            if any(inline):
+                forward = self._within_lines(forward, canvases, inline, ids.shape)
             if self.null_id is not None:
-                rules = NullRules(self._forward, [c.gaps for c in canvases], self.null_id,
+                rules = NullRules(forward, [c.gaps for c in canvases], self.null_id,
                                   self.tokenizer.mask_token_id, null_mode,
                                   self.null_threshold if s.null_threshold is None else s.null_threshold)
                 forward, settle = rules.forward, rules.settle
@@ -189,9 +241,9 @@ class InfillEngine:
                 fills.append(None)  # stopped half-filled: it could not win
                 continue
             texts, n_tok, logp = [], 0, []
-            for (a, b), anchor in zip(canvas.gaps, canvas.anchors):
+            for g, ((a, b), anchor) in enumerate(zip(canvas.gaps, canvas.anchors)):
                 text, n = self._text_of(result.ids[row, a:b].tolist(), anchor)
-                texts.append(text)
+                texts.append(fit(pieces[g], text, pieces[g + 1]))
                 n_tok += n
                 logp += result.confidence[row, a:b].clamp_min(1e-9).log().tolist()
             score = sum(logp) / max(1, len(logp))
@@ -200,7 +252,7 @@ class InfillEngine:
         if mode == "hybrid":
             fills = rank([f for f in fills[:-1] if f is not None], fills[-1], bar)
         else:
-            fills.sort(key=lambda f: f.score, reverse=True)
+            fills.sort(key=lambda f: f.total, reverse=True)  # (rows of one length: the same order as the mean)
         unique: dict[tuple, Fill] = {}
         for f in fills:
             unique.setdefault(tuple(f.texts), f)
@@ -221,9 +273,11 @@ class InfillEngine:
         return plans
 
     def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
-             on_step: Callable | None = None, settings: EngineSettings | None = None) -> list[Fill]:
-        """Fill one gap between ``prefix`` and ``suffix``; best candidate first."""
-        return self.fill_gaps([prefix, suffix], None if length is None else [length], candidates, on_step, settings)
+             on_step: Callable | None = None, settings: EngineSettings | None = None,
+             inline: bool | None = None) -> list[Fill]:
+        """Fill one gap between ``prefix`` and ``suffix``; best candidate first (``inline``: see fill_gaps)."""
+        return self.fill_gaps([prefix, suffix], None if length is None else [length], candidates, on_step, settings,
+                              None if inline is None else [inline])
 
     def continue_text(self, prefix: str, length: int | None = None, **kw) -> list[Fill]:
         """Write on from the end of ``prefix`` (nothing after it)."""

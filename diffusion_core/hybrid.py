@@ -65,14 +65,19 @@ class ShortRace:
 
 
 def rank(shorts: list, marginal, bar: float) -> list:
-    """Fills best first: the most probable short fill if it clears ``bar``, else the marginal one.
+    """Fills best first: the most probable short fill if it clears ``bar``, else the marginal one; the
+    others follow by total log-probability.
 
     ``shorts`` are Fills of the short rows, ``marginal`` the marginal row's (None when it was
-    retired). Short fills compete on total log-probability (score x slots: the model's P(tokens)
-    for that length, so a longer fill must earn every extra token).
+    retired). Fills compete on total log-probability (``Fill.total``: the model's P(tokens) for that
+    length, so a longer fill must earn every extra token).
     """
-    shorts = sorted(shorts, key=lambda f: f.score * f.slots, reverse=True)
+    shorts = sorted(shorts, key=lambda f: f.total, reverse=True)
     rest = [marginal] if marginal is not None else []
     if shorts and shorts[0].score >= _log_bar(bar):
-        return [shorts[0], *rest, *shorts[1:]]
-    return [*rest, *shorts]
+        pick, rest = shorts[0], rest + shorts[1:]
+    elif rest:
+        pick, rest = rest[0], shorts
+    else:
+        return shorts
+    return [pick, *sorted(rest, key=lambda f: f.total, reverse=True)]

@@ -64,14 +64,16 @@ def from_pretrained(path: str | Path, tokenizer=None) -> BertForMaskedLM | torch
     """A masked LM from ``path`` (with a fresh head if the directory holds an encoder only),
     moved onto ``tokenizer`` by vocabulary transfer when one is given."""
     path = str(path)
-    cfg = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    old_tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    cfg = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    old_tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     archs = cfg.architectures or []
     has_head = any(a.endswith("ForMaskedLM") for a in archs)
     if has_head:
-        model = AutoModelForMaskedLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+        model = AutoModelForMaskedLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
+                                                     local_files_only=True)
     else:  # encoder only: build the MaskedLM class of the same family and copy the encoder in
-        encoder = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+        encoder = AutoModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
+                                            local_files_only=True)
         model = AutoModelForMaskedLM.from_config(cfg)
         base = getattr(model, model.base_model_prefix)
         missing, unexpected = base.load_state_dict(encoder.state_dict(), strict=False)

@@ -143,17 +143,27 @@ def _load_bert_start(cfg: TrainConfig, resume_dir: Path | None):
     from . import model_init
     from .model.loading import resolve_model_dir
     if resume_dir is not None:
-        tok = AutoTokenizer.from_pretrained(str(resume_dir))
-        return AutoModelForMaskedLM.from_pretrained(str(resume_dir), use_safetensors=True), tok
+        tok = AutoTokenizer.from_pretrained(str(resume_dir), local_files_only=True)
+        return AutoModelForMaskedLM.from_pretrained(str(resume_dir), use_safetensors=True, local_files_only=True), tok
     if cfg.init == "scratch":
         if not cfg.tokenizer:
             raise ValueError("--init scratch needs --tokenizer PATH (a tokenizer.json directory)")
-        tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        tok = _local_tokenizer(cfg.tokenizer)
         return model_init.from_scratch(tok), tok
     init_dir = resolve_model_dir(cfg.init)
-    tok = AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else None
+    tok = _local_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     model = model_init.from_pretrained(init_dir, tok)
-    return model, tok or AutoTokenizer.from_pretrained(str(init_dir))
+    return model, tok or AutoTokenizer.from_pretrained(str(init_dir), local_files_only=True)
+
+
+def _local_tokenizer(name: str):
+    """``--tokenizer``: a folder on this machine (or a cached hub copy); Diffill never downloads one."""
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except OSError as exc:  # transformers would say "couldn't connect", though it never tried
+        raise ValueError(f"--tokenizer {name!r}: no such tokenizer on this machine (Diffill never downloads); "
+                         "give a folder with tokenizer.json, e.g. one written by `diffill tokenizer`") from exc
 
 
 def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table: BoundaryTable, tok, null_id):

@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def serve(args) -> int:
     from .app import create_server
     from .logs import setup_logging
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()  # editors log every stderr line as an error
+    # No transformers here: a native (BERT) model starts without it. A model that needs it turns its
+    # progress bars off when it loads (model/loading.py), as editors log every stderr line as an error.
     server = create_server(args.model)
     path = setup_logging(server, level=getattr(logging, args.log_level))
     logging.getLogger("pygls").setLevel(logging.WARNING)  # pygls logs every message, document text included

@@ -22,6 +22,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from . import __version__
+from .compat import repair
 from .config import Settings, parse_settings
 from .documents import install_workspace
 from .features.actions import ActionFeature, COMMANDS
@@ -35,13 +36,16 @@ _IGNORED = pytypes.SimpleNamespace(jsonrpc="(ignored)")  # handle_message drops 
 
 
 class DiffillProtocol(LanguageServerProtocol):
-    """pygls' protocol, answering the requests it would drop or misanswer."""
+    """pygls' protocol, answering the requests it would drop or misanswer, and reading the malformed
+    params of known old clients (``compat.py``)."""
 
     def __init__(self, server, converter):
         super().__init__(server, converter)
         self.initialize_seen = False
 
     def structure_message(self, data):
+        if isinstance(data, dict) and "jsonrpc" in data:  # the top-level message (nested objects come first)
+            data = repair(data)
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from diffusion_core.engine import EngineSettings
 from diffusion_core.gaps import compile_marker, split_gaps
+from diffusion_core.joining import stays_in_line
 
 from .config import Settings
 from .documents import around
@@ -41,21 +42,20 @@ def engine_settings(s: Settings) -> EngineSettings:
 
 
 def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Callable:
-    """Fills at the cursor (inline and completion items). Mid-line cursors get single-line fills."""
+    """Fills at the cursor (inline and completion items), never empty ones: mid-line cursors get fills within
+    the line (the engine's default), and at the end of a line a fill that is only a line break gives way to
+    the best one written on the line."""
     ctx = around(source, offset, offset, s.contextChars)
-    line_rest = ctx.suffix.split("\n", 1)[0]
-    single_line = bool(line_rest.strip())
     # At the cursor a short fill is wanted fast: fewer slots means fewer passes.
     es = replace(engine_settings(s), null_slots=s.nullSlots)
 
     def run(engine, on_step) -> list[str]:
-        fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es)
-        texts = []
-        for f in fills:
-            text = f.text.split("\n", 1)[0] if single_line else f.text.rstrip()
-            if text.strip() and text not in texts:
-                texts.append(text)
-        return texts
+        def texts(inline=None) -> list[str]:
+            fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es,
+                                inline=inline)
+            return list(dict.fromkeys(f.text for f in fills if f.text.strip()))
+        # Ghost text of a bare line break shows nothing; one more fill, on this line, costs less than none.
+        return texts() or ([] if stays_in_line(ctx.suffix) else texts(inline=True))
     return run
 
 
@@ -82,8 +82,11 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return None
         selected = source[start:end]
         if job == "fillSelection":
+            inline = stays_in_line(ctx.suffix, selected)  # a selection across lines may be refilled across lines
+
             def run(engine, on_step):
-                return [Replacement(start, end, engine.fill(ctx.prefix, ctx.suffix, on_step=on_step, settings=es)[0].text)]
+                return [Replacement(start, end, engine.fill(ctx.prefix, ctx.suffix, on_step=on_step, settings=es,
+                                                            inline=inline)[0].text)]
         else:
             def run(engine, on_step):
                 return [Replacement(start, end, engine.rewrite(ctx.prefix, selected, ctx.suffix, on_step=on_step,

@@ -1,8 +1,14 @@
 """Tiny real models built in-process: a byte-level BPE tokenizer trained on a few
 paragraphs and a randomly initialised 1-layer BERT masked LM, saved as a real
-Hugging Face model directory (config.json, model.safetensors, tokenizer.json)."""
+Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+
+Tests write only to temporary dirs: every server the tests start (they inherit
+this environment) logs under the session's temporary dir, never into the user's
+log, which ``:Diffill log`` shows.
+"""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -39,6 +45,9 @@ def build_tiny_model(out: Path, hidden: int = 32, layers: int = 1) -> Path:
 
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="diffill-tests-"))
+LOG_DIR = _SESSION_DIR / "log"
+os.environ["DIFFILL_LOG_DIR"] = str(LOG_DIR)                  # server/logs.py: where the server log goes
+os.environ["XDG_STATE_HOME"] = str(_SESSION_DIR / "state")    # and platformdirs' fallback for it
 
 
 def session_model(name: str, **kw) -> Path:

@@ -63,3 +63,53 @@ def test_console_script_runs_as_a_process(tiny_model_dir):
                        input="Hello [MASK] world", capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Hello ") and r.stdout.rstrip("\n").endswith(" world")
+
+
+# -- issue 14, item 6 ------------------------------------------------------------------------------------------
+def test_candidates_are_printed_in_rank_order_labelled_with_their_log_prob(tiny_model_dir, tmp_path, capsys):
+    import re
+    f = tmp_path / "t.txt"
+    f.write_text("A language server [MASK] requests from an editor.\n")  # 3 distinct fills from the tiny model
+    assert main(["fill", str(f), "--model", str(tiny_model_dir), "--candidates", "4"]) == 0
+    labels = re.findall(r"^--- candidate (\d+)(, the pick)? \(log-prob (-?\d+\.\d+)\)$", capsys.readouterr().out, re.M)
+    assert len(labels) >= 3 and [int(n) for n, _, _ in labels] == list(range(1, len(labels) + 1))
+    assert labels[0][1] and not any(pick for _, pick, _ in labels[1:])     # the pick first, labelled so
+    after_pick = [float(lp) for _, _, lp in labels[1:]]
+    assert after_pick == sorted(after_pick, reverse=True)                  # the others by what they show
+    assert main(["fill", str(f), "--model", str(tiny_model_dir), "--candidates", "4", "--json"]) == 0
+    shown = [c["log_prob"] for c in json.loads(capsys.readouterr().out)["candidates"]]
+    assert [round(x, 3) for x in shown] == [float(lp) for _, _, lp in labels]
+
+
+@pytest.mark.parametrize("option, value", [("--candidates", "0"), ("--length", "0"), ("--length", "-3"),
+                                           ("--candidates", "two")])
+def test_zero_or_negative_counts_are_rejected(tiny_model_dir, tmp_path, capsys, option, value):
+    f = tmp_path / "t.txt"
+    f.write_text("Hello [MASK] world")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fill", str(f), "--model", str(tiny_model_dir), option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_json_into_a_pipe_the_reader_closed_exits_quietly(tiny_model_dir, tmp_path):
+    """`diffill fill --json ... | head`: once the reader is gone, no "Broken pipe" message and no traceback."""
+    f = tmp_path / "t.txt"
+    f.write_text("Hello [MASK] world")
+    proc = subprocess.Popen([sys.executable, "-m", "diffusion_core.cli", "fill", str(f), "--model", str(tiny_model_dir),
+                             "--json", "--candidates", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before anything is written (loading the model takes a while)
+    err = proc.stderr.read().decode()
+    assert proc.wait(120) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_a_folder_that_is_not_a_model_says_what_it_lacks(tmp_path, capsys):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "README.md").write_text("not a model")
+    (tmp_path / "t.txt").write_text("Hello [MASK] world")
+    assert main(["fill", str(tmp_path / "t.txt"), "--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder but not a model" in err and "no config.json and no *.safetensors weights" in err
+    assert "not found" not in err

@@ -1,6 +1,9 @@
-"""The transformers-free BERT and tokenizer give exactly what transformers gives."""
+"""The transformers-free BERT and tokenizer give exactly what transformers gives, and `diffill serve` starts
+and loads a BERT model without importing transformers at all."""
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -69,3 +72,27 @@ def test_precisions_run_or_fall_back(tiny_model_dir, precision):
 def test_unknown_precision_falls_back_to_fp32(tiny_loaded):
     _, used = apply_precision(tiny_loaded.model, "int3")
     assert used == "fp32"
+
+
+STARTS_SERVING = """
+import json, sys
+from diffusion_core.cli import main
+from server.app import DiffillServer
+
+def start_io(self):  # what `diffill serve` reaches once set up; load the model as initialize would, and report
+    self.ensure_model()
+    self.worker.ready.wait(120)
+    print(json.dumps({"engine": self.worker.engine is not None,
+                      "transformers": sorted(m for m in sys.modules if m.split(".")[0] == "transformers")}))
+
+DiffillServer.start_io = start_io
+sys.exit(main(["serve", "--model", sys.argv[1]]))
+"""
+
+
+def test_diffill_serve_starts_and_loads_a_bert_model_without_transformers(tiny_model_dir):
+    r = subprocess.run([sys.executable, "-c", STARTS_SERVING, str(tiny_model_dir)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report == {"engine": True, "transformers": []}

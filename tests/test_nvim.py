@@ -125,3 +125,19 @@ def test_selection_commands_replace_only_the_selection(run, sub, command):
 
 def test_manual_trigger_and_disabled_filetype(run):
     assert step(run, "manual") is True
+
+
+def test_a_missing_server_command_is_reported_at_setup(run):
+    shown = "\n".join(step(run, "missing_cmd"))
+    assert "no/such/diffill is not executable" in shown and "set cmd in setup()" in shown
+
+
+def test_ghost_text_has_a_terminal_colour(run):
+    hl = step(run, "highlight")  # visible without 'termguicolors' too
+    assert hl.get("ctermfg") is not None and hl.get("fg") is not None
+
+
+def test_accept_key_without_a_suggestion_does_what_it_did_before(run):
+    k = step(run, "keys")
+    assert k["mapped"] == "abcbefore"  # the user's own mapping of the key
+    assert k["unmapped"] == "abc" and k["mode"] == "n"  # no literal "l": <M-l> is <Esc>l, as unmapped

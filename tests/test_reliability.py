@@ -430,6 +430,28 @@ def test_requests_before_initialize_and_malformed_messages_are_answered(tmp_path
         c.close()
 
 
+def test_inline_completion_from_vscode_languageclient_9_0_1_is_answered(tmp_path):
+    """vscode-languageclient 9.0.1 sends selectedCompletionInfo.range as [start, end] whenever VS Code's suggest
+    widget is open; the request is answered (the range read as a Range), and so is one whose field is beyond
+    repair. The server says so once in its log."""
+    c = RawClient(["--model", MODEL], env={"DIFFILL_LOG_DIR": str(tmp_path)})
+    try:
+        c.initialize()
+        c.notify("textDocument/didOpen", {"textDocument": {"uri": "file:///v.txt", "languageId": "plaintext",
+                                                           "version": 1, "text": "The quick brown fo"}})
+        at = {"line": 0, "character": 18}
+        for selected in ({"range": [{"line": 0, "character": 16}, at], "text": "fox"},
+                         {"range": "16-18", "text": "fox"}):
+            params = {"textDocument": {"uri": "file:///v.txt"}, "position": at,
+                      "context": {"triggerKind": 2, "selectedCompletionInfo": selected}}
+            answer = c.response(c.request("textDocument/inlineCompletion", params))
+            assert "error" not in answer and "items" in answer["result"], answer
+    finally:
+        c.close()
+    log = (tmp_path / "server.log").read_text(encoding="utf-8")
+    assert log.count("selectedCompletionInfo") == 1 and "read as a Range" in log
+
+
 # -- diffill fill: bad input, exact output, --in-place -----------------------------------------------------------
 def run_cli(args, stdin: bytes | None = None, monkeypatch=None):
     from diffusion_core.cli import main

@@ -79,12 +79,33 @@ def test_refinement_adds_passes_and_keeps_known():
     assert torch.equal(out.ids[known], ids[known]) and not (out.ids == MASK).any()
 
 
-def test_sampling_with_temperature_top_k_top_p_is_seeded():
-    ids, known, prefs = make_case()
-    cfg = SamplerConfig(steps=3, temperature=1.5, top_k=4, top_p=0.9)
-    a = denoise(scripted_forward(prefs), ids, known, MASK, cfg, generator=torch.Generator().manual_seed(3))
-    b = denoise(scripted_forward(prefs), ids, known, MASK, cfg, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a.ids, b.ids)
+def same_logits_everywhere(probabilities: dict[int, float]):
+    """Every masked slot sees the same distribution: token -> probability, the rest next to impossible."""
+    row = torch.full((V,), -30.0)
+    for token, p in probabilities.items():
+        row[token] = float(torch.tensor(p).log())
+
+    def forward(ids, positions):
+        return row.expand(int(positions.sum()), V).clone()
+    return forward
+
+
+@pytest.mark.parametrize("cfg, allowed", [
+    (SamplerConfig(steps=3, temperature=1.5, top_k=3), {2, 3, 4}),        # top-k keeps the three likeliest
+    (SamplerConfig(steps=3, temperature=1.0, top_p=0.75), {2, 3}),        # 0.5 + 0.3 reach 0.75: token 4 is cut
+    (SamplerConfig(steps=3, temperature=1.0, top_k=4, top_p=0.75), {2, 3}),
+])
+def test_sampling_draws_every_allowed_token_and_no_other_and_is_seeded(cfg, allowed):
+    """Greedy decoding would write token 2 in every slot; sampling must also draw the others it allows."""
+    forward = same_logits_everywhere({2: 0.5, 3: 0.3, 4: 0.15, 5: 0.05})
+    ids, known, _ = make_case()                                   # 12 slots to fill
+    draws = [denoise(forward, ids, known, MASK, cfg, generator=torch.Generator().manual_seed(seed)).ids[~known]
+             for seed in range(8)]
+    assert set(torch.cat(draws).tolist()) == allowed
+    again = denoise(forward, ids, known, MASK, cfg, generator=torch.Generator().manual_seed(3)).ids[~known]
+    assert torch.equal(again, draws[3])                           # the same seed, the same draw
+    greedy = denoise(forward, ids, known, MASK, SamplerConfig(steps=3)).ids[~known]
+    assert set(greedy.tolist()) == {2}
 
 
 def test_bad_config_is_rejected():

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -355,3 +356,30 @@ def test_vocabulary_transfer_keeps_shared_pieces(tmp_path, tiny_model_dir, tok):
         logits = model(input_ids=ids).logits
     assert logits.shape == (1, ids.shape[1], len(new_tok)) and torch.isfinite(logits).all()
     assert model.get_output_embeddings().weight.shape[0] == len(new_tok)
+
+
+NO_NETWORK = """
+import socket, sys
+def refuse(*args, **kwargs):
+    sys.stderr.write("NETWORK ATTEMPT\\n")
+    raise ConnectionRefusedError("no network in this test")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = refuse
+from diffusion_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("init", ["scratch", "default"])
+def test_train_with_a_hub_tokenizer_name_fails_fast_and_offline(tmp_path, corpus, init):
+    """`diffill train --tokenizer NAME` reads tokenizers from this machine only: a hub-style name is a clear
+    error, and nothing tries the network (none is allowed here, and the hub variables are unset)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", NO_NETWORK, "train", "--data", str(corpus), "--init", init,
+                        "--tokenizer", "someone/no-such-tokenizer", "--out", str(tmp_path / "run"), "--steps", "1",
+                        "--quiet"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2, r.stderr
+    assert "NETWORK ATTEMPT" not in r.stderr
+    assert "'someone/no-such-tokenizer': no such tokenizer on this machine" in r.stderr and "Traceback" not in r.stderr
+    assert time.monotonic() - started < 120

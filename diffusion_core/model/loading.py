@@ -81,7 +81,19 @@ def resolve_model_dir(name: str | os.PathLike | None = None) -> Path:
         looked.append(f"shipped model {shipped}")
         if _is_model_dir(shipped):
             return shipped
+    if _is_dir(path):  # it exists, it is just not a model: say what it lacks rather than "not found"
+        lacks = "config.json" + ("" if any(path.glob("*.safetensors")) else " and no *.safetensors weights")
+        elsewhere = f"; also looked in: {'; '.join(looked[1:])}" if looked[1:] else ""
+        raise ModelLoadError(f"{path} is a folder but not a model: it has no {lacks} (a model folder holds "
+                             f"config.json, *.safetensors weights and its tokenizer files){elsewhere}")
     raise ModelLoadError(f"model {name!r} not found; looked in: " + "; ".join(looked))
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
 
 
 @dataclass

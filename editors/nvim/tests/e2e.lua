@@ -93,6 +93,11 @@ local function main()
   check(report.notifications[1] and report.notifications[1].msg:match('trigger'), 'setup() did not report a bad option')
   report.steps.options = problems
 
+  -- 1b. A server command that is not executable is reported at setup, with how to set cmd.
+  local seen = #report.notifications
+  require('diffill').setup({ cmd = { env.DIFFILL_TEST_DIR .. '/no/such/diffill', 'serve' } })
+  report.steps.missing_cmd = vim.tbl_map(function(n) return n.msg end, vim.list_slice(report.notifications, seen + 1))
+
   -- 2. Start the real server; wait until the model is loaded.
   require('diffill').setup({
     cmd = { env.DIFFILL_TEST_PYTHON, '-m', 'server', '--model', env.DIFFILL_TEST_MODEL },
@@ -107,6 +112,7 @@ local function main()
   end, 90000)
   report.steps.statusline = require('diffill').statusline()
   check(report.steps.statusline == 'Diffill: ready', 'statusline: ' .. report.steps.statusline)
+  report.steps.highlight = api.nvim_get_hl(0, { name = 'DiffillSuggestion', link = false })
 
   -- 3. Ghost text as you type (automatic trigger), accepted with the accept key.
   api.nvim_win_set_cursor(0, { 2, 10 })
@@ -214,6 +220,21 @@ local function main()
   local joined = table.concat(lines, '\n')
   check(joined:find('OK'), 'no OK line in :checkhealth diffill')
   check(not joined:find('ERROR'), ':checkhealth diffill reported an ERROR')
+
+  -- 10. With no suggestion shown the accept key does what it did before: the mapping it had ...
+  require('diffill').setup(vim.tbl_extend('force', base, { trigger = 'manual' }))
+  vim.keymap.set('i', '<M-l>', 'before', {}) -- mapped before Diffill attaches to the next buffer
+  local kb = open('keys.txt', { 'abc' })
+  keys('A<M-l>')
+  local mapped = text(kb)
+  keys('<Esc>')
+  vim.keymap.del('i', '<M-l>')
+  -- ... or, unmapped, its built-in meaning: an Alt key typed in Insert mode is <Esc> and the key
+  local kb2 = open('keys2.txt', { 'abc' })
+  api.nvim_feedkeys(vim.keycode('A<M-l>'), 'mt', false) -- 't': as typed
+  sleep(50)
+  report.steps.keys = { mapped = mapped, unmapped = text(kb2), mode = api.nvim_get_mode().mode }
+  vim.cmd('stopinsert')
 end
 
 co = coroutine.create(function()

@@ -4,7 +4,7 @@ import {
   DidChangeConfigurationNotification, Executable, LanguageClient, LanguageClientOptions, State,
 } from 'vscode-languageclient/node';
 import { registerCommands, withEditorTarget } from './commands';
-import { initializationOptions, resolveServerLaunch, serverSettings } from './logic';
+import { initializationOptions, plainInlineContext, resolveServerLaunch, serverSettings } from './logic';
 import { StatusBar, StatusParams } from './status';
 
 let client: LanguageClient | undefined;
@@ -60,6 +60,10 @@ function createClient(): LanguageClient {
     outputChannel: output,
     middleware: {
       executeCommand: withEditorTarget,
+      // With the suggest widget open, vscode-languageclient 9.0.1 would send its selection's range in a
+      // shape the server rejects; send plain positions instead.
+      provideInlineCompletionItems: (document, position, context, token, next) =>
+        next(document, position, plainInlineContext(context), token),
       workspace: {
         // The "diffill" section also holds client-only settings (server.*, trace.*): keep them here.
         configuration: async (params, token, next) => {

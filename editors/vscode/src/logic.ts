@@ -97,15 +97,37 @@ export function chooseFill(text: string, selection: Range, marker?: string): { c
   return undefined;
 }
 
+/** A range as a plain LSP object (a `vscode.Range` would serialise as `[start, end]`). */
+export function plainRange(range: Range): Range {
+  return {
+    start: { line: range.start.line, character: range.start.character },
+    end: { line: range.end.line, character: range.end.character },
+  };
+}
+
 /** The one argument every Diffill server command takes. */
 export function commandTarget(uri: string, range: Range): { uri: string; range: Range } {
-  return {
-    uri,
-    range: {
-      start: { line: range.start.line, character: range.start.character },
-      end: { line: range.end.line, character: range.end.character },
-    },
-  };
+  return { uri, range: plainRange(range) };
+}
+
+/** What `textDocument/inlineCompletion` carries about the item selected in the suggest widget. */
+export interface InlineContext {
+  triggerKind: number;
+  selectedCompletionInfo?: { range: Range; text: string };
+}
+
+/**
+ * The inline-completion context with plain LSP positions. vscode-languageclient 9.0.1 sends VS Code's
+ * `SelectedCompletionInfo` as it is, and a `vscode.Range` serialises as `[start, end]`, which the server
+ * cannot read (microsoft/vscode-languageserver-node#1371, fixed after 9.0.1; later versions need VS Code 1.91).
+ */
+export function plainInlineContext<C extends InlineContext>(context: C): C {
+  const info = context.selectedCompletionInfo;
+  if (!info) {
+    return context;
+  }
+  // Typed as the caller's context: the client only serialises it, and plain positions are what it must send.
+  return { ...context, selectedCompletionInfo: { range: plainRange(info.range), text: info.text } } as C;
 }
 
 export type ServerState = 'loading' | 'ready' | 'busy' | 'error' | 'stopped';

@@ -98,6 +98,17 @@ function M.resolve(opts)
   return cfg, problems
 end
 
+--- Why `cmd` cannot start the server, and how to fix that; nil when it can (a function is not checked).
+--- @return string? problem, string? fix
+function M.cmd_problem(cmd)
+  if type(cmd) ~= 'table' or vim.fn.executable(cmd[1]) == 1 then
+    return nil
+  end
+  return ('%s is not executable (not a file, or not on PATH)'):format(cmd[1]),
+    "install Diffill (pip install diffill) or set cmd in setup() to a full path, e.g. "
+      .. "cmd = { '/path/to/diffill/.venv/bin/diffill', 'serve' } or { '/path/to/python', '-m', 'server' }"
+end
+
 --- Whether ghost text is wanted for `filetype`.
 function M.filetype_enabled(cfg, filetype)
   local v = cfg.filetypes[filetype]

@@ -7,7 +7,7 @@ local PROBE = [[
 import json, sys
 out = {"python": sys.version.split()[0]}
 try:
-    from diffusion_core.loading import resolve_model_dir
+    from diffusion_core.model.loading import resolve_model_dir
     out["model"] = str(resolve_model_dir(sys.argv[1] or None))
 except ImportError as exc:
     out["import_error"] = str(exc)
@@ -65,11 +65,11 @@ function M.check()
   if type(cfg.cmd) == 'function' then
     return health.info('cmd is a function; not checked')
   end
-  local exe = vim.fn.exepath(cfg.cmd[1])
-  if exe == '' then
-    return health.error(('%s is not executable'):format(cfg.cmd[1]),
-      { 'install Diffill (pip install diffill) or set cmd in setup(), e.g. { "/path/to/python", "-m", "server" }' })
+  local missing, fix = require('diffill.config').cmd_problem(cfg.cmd)
+  if missing then
+    return health.error(missing, { fix })
   end
+  local exe = vim.fn.exepath(cfg.cmd[1])
   health.ok('cmd: ' .. table.concat(cfg.cmd, ' ') .. ' (' .. exe .. ')')
 
   health.start('Python and model')

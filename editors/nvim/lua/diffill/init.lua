@@ -4,6 +4,7 @@
 local api = vim.api
 local config = require('diffill.config')
 local ghost = require('diffill.ghost')
+local keys = require('diffill.keys')
 local status = require('diffill.status')
 
 local M = { config = vim.deepcopy(config.defaults), statusline = status.statusline }
@@ -90,11 +91,7 @@ local function attach(bufnr, client)
   end
   for action, lhs in pairs(M.config.keys) do
     if lhs then
-      vim.keymap.set('i', lhs, function()
-        if not (wanted() and actions[action]()) then
-          api.nvim_feedkeys(vim.keycode(lhs), 'n', false) -- nothing to do: the key does what it did
-        end
-      end, { buffer = bufnr, desc = 'Diffill: ' .. action:gsub('_', ' ') })
+      keys.map(bufnr, lhs, function() return wanted() and actions[action]() end, (action:gsub('_', ' ')))
     end
   end
 end
@@ -128,11 +125,22 @@ function M.setup(opts)
     table.sort(problems)
     vim.notify('Diffill: bad options replaced by defaults:\n' .. table.concat(problems, '\n'), vim.log.levels.WARN)
   end
+  local missing, fix = config.cmd_problem(cfg.cmd)
+  if missing then -- else the server silently never starts and :Diffill status only says "not running"
+    vim.notify(('Diffill: the server cannot start: %s.\n%s (:checkhealth diffill checks it).'):format(missing, fix),
+      vim.log.levels.ERROR)
+  end
   M.config = cfg
   local group = api.nvim_create_augroup('diffill', { clear = true })
+  -- Comment's and NonText's colours, plus a terminal colour: Neovim's default scheme gives them a GUI colour
+  -- only, so without 'termguicolors' ghost text would look like typed text. 8: grey in most terminal palettes.
+  local function dim(name, like)
+    local hl = api.nvim_get_hl(0, { name = like, link = false })
+    api.nvim_set_hl(0, name, { fg = hl.fg, ctermfg = hl.ctermfg or 8, default = true })
+  end
   local function highlights()
-    api.nvim_set_hl(0, 'DiffillSuggestion', { link = 'Comment', default = true })
-    api.nvim_set_hl(0, 'DiffillAnnotation', { link = 'NonText', default = true })
+    dim('DiffillSuggestion', 'Comment')
+    dim('DiffillAnnotation', 'NonText')
   end
   highlights()
   api.nvim_create_autocmd('ColorScheme', { group = group, callback = highlights })

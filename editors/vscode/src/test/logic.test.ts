@@ -2,8 +2,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import {
-  chooseFill, commandTarget, expandPath, hasGapMarkers, initializationOptions, resolveServerLaunch, serverSettings,
-  statusView,
+  chooseFill, commandTarget, expandPath, hasGapMarkers, initializationOptions, plainInlineContext, resolveServerLaunch,
+  serverSettings, statusView,
 } from '../logic';
 
 const at = (line: number, character: number) => ({ line, character });
@@ -119,6 +119,30 @@ describe('server command resolution', () => {
     assert.equal(resolveServerLaunch({ command: '~/.local/bin/diffill' }, home).command, '/home/u/.local/bin/diffill');
     assert.equal(expandPath('a~b', home), 'a~b');
     assert.equal(expandPath('${workspaceFolder}/x', home), '${workspaceFolder}/x');
+  });
+});
+
+describe('inline completion context', () => {
+  // What vscode.Position and vscode.Range look like to JSON.stringify: a Range becomes [start, end].
+  class VPosition {
+    constructor(readonly line: number, readonly character: number) {}
+    toJSON() { return { line: this.line, character: this.character }; }
+  }
+  class VRange {
+    constructor(readonly start: VPosition, readonly end: VPosition) {}
+    toJSON() { return [this.start, this.end]; }
+  }
+  const selected = { range: new VRange(new VPosition(0, 16), new VPosition(0, 18)), text: 'fox' };
+
+  it('sends the suggest widget selection as an LSP Range, not [start, end]', () => {
+    assert.equal(JSON.stringify({ triggerKind: 2, selectedCompletionInfo: selected }).includes('"range":['), true);
+    const sent = JSON.parse(JSON.stringify(plainInlineContext({ triggerKind: 2, selectedCompletionInfo: selected })));
+    assert.deepEqual(sent, { triggerKind: 2, selectedCompletionInfo: { range: range(0, 16, 0, 18), text: 'fox' } });
+  });
+
+  it('leaves a context without a selection as it is', () => {
+    const context = { triggerKind: 1, selectedCompletionInfo: undefined };
+    assert.equal(plainInlineContext(context), context);
   });
 });
 

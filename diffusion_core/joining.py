@@ -1,0 +1,68 @@
+"""How a fill joins the text around its gap: the one home of that policy.
+
+The model writes tokens; the text on either side was typed by someone.  Where
+they meet, the fill must read as if typed too:
+
+* spaces: a side that already has a space or tab at the seam keeps the only
+  one (no doubled spaces), a fill never ends a line with spaces, and a fill of
+  whole words that would run into the word after it gets a space before it
+  (no missing space).  The left seam follows the model: a fill glued to the
+  word before the gap finishes that word, as when typing stops mid-word.
+  Nothing but whitespace at the fill's two ends ever changes.
+* lines: a gap with text after it on its line (``stays_in_line``) is filled
+  within that line unless the gap itself spans lines.  The engine enforces it
+  while denoising, with the token tests ``breaks_line`` and ``is_blank``: no
+  token with a line break anywhere in the fill, and a first token that shows
+  something on its own, so a gap inside a line always gets text on that line.
+  (A byte token holding part of a character, as ``ü`` or ``日`` are split by
+  the shipped models' tokenizer, shows nothing on its own: such a fill cannot
+  begin with that character.  The shipped models know English text and code,
+  where this costs next to nothing; a lone byte would insert nothing at all.)
+"""
+from __future__ import annotations
+
+import re
+
+SPACE = " \t"                                   # horizontal whitespace
+LINE_BREAK = re.compile(r"\r\n|\r|\n")          # the LSP's line ends
+
+
+def _wordy(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def stays_in_line(after: str, replaced: str = "") -> bool:
+    """Whether a gap followed by ``after`` (and replacing ``replaced``, for a selection) is filled within its
+    line: text follows it on the same line, and the gap does not itself span lines."""
+    if LINE_BREAK.search(replaced):
+        return False
+    return bool(LINE_BREAK.split(after, maxsplit=1)[0].strip())
+
+
+def breaks_line(token_text: str) -> bool:
+    return bool(LINE_BREAK.search(token_text))
+
+
+def is_blank(token_text: str) -> bool:
+    """A token that shows nothing on its own: spaces, a line break, nothing, or part of a character (a byte
+    token decodes to U+FFFD, which the engine never inserts)."""
+    return not token_text.replace("\ufffd", "").strip()
+
+
+def fit(before: str, fill: str, after: str) -> str:
+    """``fill`` as it must be inserted between ``before`` and ``after`` (only whitespace at its ends changes)."""
+    if before.endswith(tuple(SPACE)):
+        fill = fill.lstrip(SPACE)
+    if not after or LINE_BREAK.match(after):
+        fill = fill.rstrip()                    # nothing trails at the end of a line
+    elif after.startswith(tuple(SPACE)):
+        fill = fill.rstrip(SPACE)
+    elif fill.strip() and _wordy(fill[-1]) and _wordy(after[0]) and _opens_word(before, fill):
+        fill += " "                             # whole words: do not run into the next one
+    return fill
+
+
+def _opens_word(before: str, fill: str) -> bool:
+    """Whether ``fill`` starts after whitespace (its own or the text's): a new word, not the rest of one, nor
+    code glued to punctuation (``obj.``, ``f(``)."""
+    return not before or before[-1].isspace() or fill[0].isspace()
