@@ -114,6 +114,10 @@ def _positive(value: str) -> int:
 
 def cmd_fill(args) -> int:
     from .gaps import compile_marker, join_fills, split_gaps
+    if args.strategy == "autoregressive":
+        print("diffill fill: autoregressive is the evaluation baseline (the base as pretrained); "
+              "use it with diffill eval", file=sys.stderr)
+        return 2
     if args.in_place and (args.file in (None, "-") or args.json or args.candidates != 1):
         print("diffill fill: --in-place needs a FILE, one candidate and no --json", file=sys.stderr)
         return 2

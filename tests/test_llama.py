@@ -231,3 +231,12 @@ def test_cached_causal_decoding_matches_the_full_pass(tiny_base):
     for t in range(5, 9):
         steps.append(model.causal_logits(ids[:, t:t + 1], cache=cache, last_only=True))
     torch.testing.assert_close(torch.stack(steps, 1)[0], full[0, 4:], rtol=1e-4, atol=1e-4)
+
+
+def test_fill_refuses_the_autoregressive_baseline_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "t.txt").write_text("a [MASK] b\n")
+    r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", str(tmp_path / "t.txt"),
+                        "--strategy", "autoregressive"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "use it with diffill eval" in r.stderr and not r.stdout

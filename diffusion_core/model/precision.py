@@ -30,7 +30,7 @@ def resolve(model: torch.nn.Module, precision: str) -> str:
 
 def supported(precision: str) -> tuple[bool, str]:
     """(can this machine run ``precision``, why not)."""
-    if precision == "fp32":
+    if precision in ("fp32", "auto"):  # auto always resolves to something runnable
         return True, ""
     if precision == "int8":
         engines = [e for e in torch.backends.quantized.supported_engines if e in ("x86", "fbgemm", "qnnpack", "onednn")]
