@@ -66,6 +66,12 @@ def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_token
     known: list[bool] = [True] * len(ids)
     gaps, anchors = [], []
     for i, piece in enumerate(pieces):
+        if i < len(lengths):
+            # Spaces before a gap belong to the gap: byte-level BPE spells a word with its leading space
+            # (" Paris"), and training cuts gaps at word starts, so a prefix ending in a bare " " token is
+            # text the model never saw (it answers digits). The fill brings its own space; joining.fit
+            # keeps one where the document already has one.
+            piece = piece.rstrip(" \t")
         if i == 0:
             piece_ids = window_ids(tokenizer, piece, context_tokens, "tail")
         elif i == len(pieces) - 1:

@@ -265,3 +265,14 @@ def test_the_race_returns_the_full_runs_winner(tiny_loaded, bias):
             assert raced.passes < full.passes   # a sure short fill stops the 16-slot row early
     finally:
         head.data.copy_(saved)
+
+
+def test_spaces_before_a_gap_go_into_the_gap(tiny_loaded):
+    """Training cuts gaps at word starts, so the model must never see a prefix ending in a bare space token."""
+    from diffusion_core.canvas import build_canvas
+    tok = tiny_loaded.tokenizer
+    spaced = build_canvas(tok, ["The quick brown fox ", " over the lazy dog."], [2], 48)
+    plain = build_canvas(tok, ["The quick brown fox", " over the lazy dog."], [2], 48)
+    assert spaced.ids.tolist() == plain.ids.tolist()
+    tabbed = build_canvas(tok, ["def add(a, b):\n    return\t", "\n"], [2], 48)
+    assert tabbed.ids.tolist() == build_canvas(tok, ["def add(a, b):\n    return", "\n"], [2], 48).ids.tolist()
