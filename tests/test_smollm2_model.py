@@ -1,0 +1,57 @@
+"""The shipped SmolLM2 delta: it names its base, stays compact, assembles on the real base (which
+scripts/setup.sh fetched) and fills sensibly, on its own and in the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffusion_core.model.base import SMOLLM2
+from diffusion_core.model.loading import SHIPPED_MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = SHIPPED_MODELS["smollm2-diffill"]
+
+
+def test_the_delta_names_its_base_and_is_compact():
+    config = json.loads((MODEL / "config.json").read_text())
+    assert config["diffill_base"] == SMOLLM2.name and config["diffill_base_sha256"] == SMOLLM2.gguf_sha256
+    assert (MODEL / "delta.safetensors").stat().st_size <= 40 * 2**20
+    assert not list(MODEL.glob("model*.safetensors"))  # never the base's weights
+    card = (MODEL / "README.md").read_text()
+    assert SMOLLM2.gguf_sha256 in card and "Apache-2.0" in card
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from diffusion_core.engine import InfillEngine
+    from diffusion_core.model.loading import load_model
+    return InfillEngine(load_model("smollm2-diffill"))
+
+
+def test_fills_known_facts_and_code(engine):
+    assert engine.fill("The capital of France is ", ". It is a large city.")[0].text.strip() == "Paris"
+    code = engine.fill("def mean(values):\n    return sum(values) / ", "\n")[0].text
+    assert "len" in code and "\n" not in code
+
+
+def test_a_mid_sentence_fill_joins_the_line(engine):
+    fill = engine.fill("Conservative Judaism is a Jewish religious ", " that regards the authority of Jewish law")[0]
+    assert fill.text.strip() and "\n" not in fill.text and not fill.text.startswith(" ")
+
+
+def test_main_job_runs_on_the_smollm2_model():
+    r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "--model", "smollm2-diffill",
+                        str(ROOT / "examples" / "gaps.txt")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "[MASK]" not in r.stdout and "    return sum(values) / " in r.stdout
+
+
+def test_autoregressive_baseline_is_the_base_as_pretrained():
+    from diffusion_core.autoregressive import load_baseline
+    ar = load_baseline("smollm2-diffill")
+    fill = ar.fill("The capital of France is", ". It is a large city.", length=1)[0]
+    assert fill.text.strip() == "Paris"
