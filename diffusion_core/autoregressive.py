@@ -88,7 +88,7 @@ def load_baseline(name=None, threads: int | None = None, precision: str = "int8"
     if not config.get("diffill_base"):
         raise ModelLoadError(f"{path} is not built on a pretrained causal base, so it has no autoregressive "
                              "baseline; use a model adapted with `diffill train --init smollm2`")
-    model, tokenizer, _ = load_base(base_spec_of(config))
+    model, tokenizer, _ = load_base(base_spec_of(config), fetch=False)
     if threads:
         torch.set_num_threads(threads)
     model, used = apply_precision(model.eval(), precision)

@@ -240,3 +240,15 @@ def test_fill_refuses_the_autoregressive_baseline_with_a_clear_message(tmp_path)
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", str(tmp_path / "t.txt"),
                         "--strategy", "autoregressive"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "use it with diffill eval" in r.stderr and not r.stdout
+
+
+def test_a_delta_model_without_its_base_says_how_to_get_it(tiny_spec, tmp_path, monkeypatch):
+    from diffusion_core.model.loading import ModelLoadError, load_model
+    monkeypatch.setenv("DIFFILL_BASES_DIR", str(tmp_path / "no-bases"))
+    monkeypatch.setitem(BASES, tiny_spec.name, tiny_spec)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"diffill_base": tiny_spec.name}))
+    (tmp_path / "m" / "delta.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="run `diffill fetch-base`"):
+        load_model(tmp_path / "m")
+    assert not (tmp_path / "no-bases").exists()  # nothing fetched or written

@@ -23,7 +23,8 @@ def load_base(spec: BaseSpec, fetch: bool = True):
     from .llama import NativeLlamaDenoiser
     if not is_converted(spec):
         if not fetch:
-            raise BaseError(f"the base {spec.name} is not in {base_dir(spec)}; run `diffill fetch-base`")
+            raise BaseError(f"the base {spec.name} is not in {base_dir(spec)}; run `diffill fetch-base` "
+                            "(scripts/setup.sh does) to fetch and convert it once")
         ensure_base(spec)
     path = base_dir(spec)
     config = json.loads((path / "config.json").read_text())
@@ -43,7 +44,8 @@ def base_spec_of(config: dict) -> BaseSpec:
 def load_delta_model(path: Path, config: dict):
     """(merged NativeLlamaDenoiser, tokenizer) for a delta model directory."""
     from .adapter import apply_delta
-    model, tokenizer, sha = load_base(base_spec_of(config))
+    # Never fetched implicitly: serving a model must not reach the network; set-up fetches the base.
+    model, tokenizer, sha = load_base(base_spec_of(config), fetch=False)
     model = apply_delta(model, path / DELTA_FILE, sha)
     model.config.__dict__.update(config)
     return model, tokenizer
