@@ -119,6 +119,9 @@ def main(argv=None) -> int:
     ap.add_argument("--length-modes", action="store_true",
                     help="also the other unknown-length modes (marginal, slots, probe)")
     ap.add_argument("--old", help="an earlier report (JSON) of the model a new default must beat")
+    ap.add_argument("--only", nargs="+", metavar="RUN", help="only these runs (e.g. diffusion/oracle)")
+    ap.add_argument("--resume", metavar="PARTIAL.json",
+                    help="keep the runs already in this (partial) report and add the missing ones")
     args = ap.parse_args(argv)
     items = per_kind(read_items(args.data), args.limit)  # the same number of items of every kind
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
@@ -127,10 +130,14 @@ def main(argv=None) -> int:
         from diffusion_core.autoregressive import load_baseline
         baseline = load_baseline(args.model, threads=args.threads, precision=args.precision)
     results, samples = {}, {}
+    if args.resume:
+        done = json.loads(Path(args.resume).read_text())
+        results, samples = done["results"], done["predictions"]
     runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", strategy, oracle)
             for oracle in (False, True) for strategy in args.strategies]  # unknown first: the bar's metric
     if args.length_modes:  # the other ways of choosing an unknown length (the default is "hybrid")
         runs += [(f"diffusion/unknown ({mode})", mode, False) for mode in ("marginal", "slots", "probe")]
+    runs = [r for r in runs if r[0] not in results and (not args.only or r[0] in args.only)]
     for name, strategy, oracle in runs:
         preds: list = []
         t0 = time.time()
