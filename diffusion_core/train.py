@@ -109,11 +109,11 @@ def _delta_dir(init: str) -> Path | None:
     return path if (path / DELTA_FILE).is_file() else None
 
 
-def _load_delta_start(cfg: TrainConfig, resume_dir: Path | None):
+def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
+    """A base + adapter to train: new (``start`` None), resumed from a checkpoint, or continuing a delta."""
     from .model.adapter import Adapter, apply_delta
     from .model.assemble import DELTA_FILE, base_spec_of, load_base
     from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
-    start = resume_dir or _delta_dir(cfg.init)
     spec = base_spec_of(json.loads((start / "config.json").read_text())) if start else BASES[cfg.init]
     model, tok, sha = load_base(spec)
     if start is not None:  # resume (with the optimizer, below) or continue a delta (fresh optimizer)
@@ -123,17 +123,19 @@ def _load_delta_start(cfg: TrainConfig, resume_dir: Path | None):
         adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank), freeze_layers=cfg.freeze_layers)
     model.config.diffill_null_token = NULL_TOKEN
     trainee = _DeltaWeights(model, adapter, spec, sha)
-    if start is not None and resume_dir is None:  # continuing a delta: count the tokens it was trained on
-        from .model.adapter import read_delta
-        trainee.start_tokens = int(json.loads(read_delta(start / DELTA_FILE)[0].get("info", "{}")).get("tokens", 0))
+    if start is not None and not resuming:  # continuing a delta: count the tokens it was trained on
+        trainee.start_tokens = int(adapter.info.get("tokens", 0))
     return trainee, tok
 
 
 def _load_start(cfg: TrainConfig, resume_dir: Path | None):
     from .model.assemble import DELTA_FILE
     from .model.base import BASES
-    if cfg.init in BASES or (resume_dir and (resume_dir / DELTA_FILE).is_file()) or _delta_dir(cfg.init):
-        return _load_delta_start(cfg, resume_dir)
+    if resume_dir is not None and (resume_dir / DELTA_FILE).is_file():
+        return _load_delta_start(cfg, resume_dir, resuming=True)
+    start = None if cfg.init in BASES else _delta_dir(cfg.init)
+    if cfg.init in BASES or start is not None:
+        return _load_delta_start(cfg, start, resuming=False)
     model, tok = _load_bert_start(cfg, resume_dir)
     return _BertWeights(model), tok
 

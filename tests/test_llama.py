@@ -198,6 +198,10 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     # resume: four more steps from the checkpoint
     train(dataclasses.replace(cfg, steps=6), progress=False)
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 6
+    # continue the delta in a new run (fresh optimizer): its token count carries on
+    tokens = json.loads((ckpt / "trainer_state.json").read_text())["tokens"]
+    again = train(dataclasses.replace(cfg, init=str(ckpt), out=str(tmp_path / "run2"), steps=1), progress=False)
+    assert json.loads((again / "trainer_state.json").read_text())["tokens"] > tokens
     loaded = load_model(ckpt, precision="fp32")
     engine = InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4))
     fill = engine.fill("def add(a, b):\n    return ", "\n", length=2)[0]

@@ -55,6 +55,7 @@ class Adapter:
                  freeze_layers: int = 0):
         self.model, self.rank, self.alpha = model, rank, alpha
         self.token_ids = dict(token_ids)  # token name -> id whose embedding row is trained
+        self.info: dict = {}              # what the delta it was loaded from says of itself (tokens trained)
         for p in model.parameters():
             p.requires_grad_(False)
         d = model.denoiser
@@ -148,4 +149,5 @@ def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str, merge:
         raise DeltaError(f"{path}: delta does not fit this base (mismatched {sorted(problems)[:3]}, "
                          f"unknown {sorted(set(tensors) - set(own))[:3]})")
     adapter.load_state({k: v.float() for k, v in tensors.items()})
+    adapter.info = json.loads(meta.get("info", "{}"))
     return adapter.merge() if merge else adapter

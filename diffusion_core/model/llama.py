@@ -150,9 +150,9 @@ class _Decoder(nn.Module):
         offset = cache[0]["k"].shape[2] if cache and "k" in cache[0] else 0
         table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
         x = F.embedding(input_ids, table)                                          # (B, T, H)
-        mask = None if offset and T == 1 else self._attention_mask(input_ids, attention_mask)  # (B, 1, T, T)
         if offset and T > 1:
             raise ValueError("a cached causal pass takes one new token at a time")
+        mask = None if offset else self._attention_mask(input_ids, attention_mask)  # (B, 1, T, T) or None
         positions = torch.arange(offset, offset + T, device=input_ids.device)
         cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
