@@ -138,8 +138,8 @@ def convert_gguf(gguf_path: Path, out: Path, spec: BaseSpec | None = None) -> Pa
     from safetensors.torch import save_file
     f = GGUFFile(gguf_path)
     m = f.metadata
+    got = sha256_of(gguf_path)
     if spec is not None:
-        got = sha256_of(gguf_path)
         if got != spec.gguf_sha256:
             raise GGUFError(f"{gguf_path}: SHA-256 {got}, expected {spec.gguf_sha256} ({spec.name})")
     if m.get("general.architecture") != "llama":
@@ -185,7 +185,7 @@ def convert_gguf(gguf_path: Path, out: Path, spec: BaseSpec | None = None) -> Pa
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     _write_tokenizer(m, tmp, spec.reserved if spec else {})
     (tmp / "diffill_base.json").write_text(json.dumps({
-        "name": spec.name if spec else gguf_path.stem, "gguf": gguf_path.name, "gguf_sha256": sha256_of(gguf_path),
+        "name": spec.name if spec else gguf_path.stem, "gguf": gguf_path.name, "gguf_sha256": got,
         "package": f"{spec.package}=={spec.version}" if spec else None, "licence": spec.licence if spec else None,
         "reserved_tokens": spec.reserved if spec else {}}, indent=2))
     if out.exists():
