@@ -80,6 +80,23 @@ async def test_inline_completion_returns_ranked_items_at_the_cursor(client: Lang
         assert item.insert_text.strip()
 
 
+async def test_inline_completion_with_the_suggest_widget_open_extends_the_selected_item(client: LanguageClient):
+    """VS Code shows ghost text beside its suggest widget only if the item extends the selected suggestion over
+    the same range: the fill is made after the suggestion and returned with it."""
+    uri = "file:///tmp/diffill-test/widget.txt"
+    open_doc(client, "The quick brown fo over the lazy dog.\n", uri=uri, language="plaintext")
+    await wait_ready(client)
+    word = types.Range(types.Position(0, 16), types.Position(0, 18))
+    result = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri), position=types.Position(0, 18),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked,
+                                              selected_completion_info=types.SelectedCompletionInfo(word, "fox"))))
+    assert result.items
+    for item in result.items:
+        assert item.range == word and item.insert_text.startswith("fox") and item.insert_text[3:].strip()
+        assert "\n" not in item.insert_text  # the gap is inside a line: its fill stays on it
+
+
 async def test_mid_line_fills_are_single_line(client: LanguageClient):
     open_doc(client, "x = compute() + other\n")
     await wait_ready(client)

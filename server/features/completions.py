@@ -4,6 +4,12 @@
 A suggestion stays valid while the user types into it: if the new text
 before the cursor is the old one plus a prefix of the suggestion, the rest of
 the suggestion is returned at once, without touching the model.
+
+While the editor's suggest widget is open, an inline request names the selected
+item (``selectedCompletionInfo``: a range, usually the word typed so far, and its
+text).  The editor shows ghost text then only if it extends that item over the
+same range, so the fill is made as if the item were already accepted and is
+returned as the item's text plus the fill, over the item's range.
 """
 from __future__ import annotations
 
@@ -54,7 +60,8 @@ class CompletionFeature:
         rest = [t[len(typed):] for t in c.texts if t.startswith(typed) and len(t) > len(typed)]
         return rest or None
 
-    async def fills(self, uri: str, position: types.Position, invoked: bool, kind: str) -> tuple[list[str], int]:
+    async def fills(self, uri: str, position: types.Position, invoked: bool, kind: str,
+                    selected: types.SelectedCompletionInfo | None = None) -> tuple[list[str], int]:
         ls = self.server
         s = ls.settings
         if s.trigger == "manual" and not invoked:
@@ -69,6 +76,10 @@ class CompletionFeature:
             return [], 0
         offset = offset_of(doc, position)
         source = doc.source
+        if selected is not None:  # fill as if the selected item were accepted
+            start, end = offset_of(doc, selected.range.start), offset_of(doc, selected.range.end)
+            source = source[:start] + selected.text + source[end:]
+            offset = start + len(selected.text)
         self.stats["requests"] += 1
         hit = self._typed_through(uri, source, offset)
         if hit is not None:
@@ -89,9 +100,16 @@ class CompletionFeature:
 
     async def inline(self, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        texts, _ = await self.fills(params.text_document.uri, params.position, invoked, "inline")
-        here = types.Range(params.position, params.position)
-        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=here) for t in texts])
+        selected = params.context.selected_completion_info
+        if selected is not None and not _before_or_at(selected.range.start, selected.range.end):
+            selected = None  # a backwards range: the item cannot be extended, fill at the cursor
+        texts, _ = await self.fills(params.text_document.uri, params.position, invoked, "inline", selected)
+        if selected is None:
+            here = types.Range(params.position, params.position)
+            return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=here)
+                                                     for t in texts])
+        return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=selected.text + t,
+                                                                            range=selected.range) for t in texts])
 
     async def items(self, params: types.CompletionParams) -> types.CompletionList:
         invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
@@ -106,3 +124,7 @@ class CompletionFeature:
                 insert_text_format=types.InsertTextFormat.PlainText,
                 documentation=text if "\n" in text else None))
         return types.CompletionList(is_incomplete=True, items=items)
+
+
+def _before_or_at(a: types.Position, b: types.Position) -> bool:
+    return (a.line, a.character) <= (b.line, b.character)
