@@ -258,9 +258,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     model = trainee.model.to(cfg.device)
     if tok.mask_token_id is None:
         raise ValueError("the tokenizer has no mask token; a masked LM needs one")
-    null_id = tok.convert_tokens_to_ids(NULL_TOKEN) if NULL_TOKEN in tok.get_vocab() else None
+    # The null token pads infill spans (masking.corrupt); without one only random masking is trained. A base
+    # adapter names its own (SmolLM2: a reserved special); a BERT start uses tokenizer_train's, if it has it.
+    declared = getattr(model.config, "diffill_null_token", None)
+    null_name = declared or NULL_TOKEN
+    null_id = tok.convert_tokens_to_ids(null_name) if null_name in tok.get_vocab() else None
+    if declared and null_id is None:
+        raise ValueError(f"the model declares the null token {declared!r} but its tokenizer has no such token")
     if null_id is not None:
-        model.config.diffill_null_token = NULL_TOKEN
+        model.config.diffill_null_token = null_name
     model.config.diffill_schedule = cfg.schedule
     tokens = token_cache(cfg.data, tok, out / "cache")
     dev_tokens = token_cache(cfg.dev_data, tok, out / "cache") if cfg.dev_data else None
@@ -272,9 +278,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     no_decay = [p for n, p in trainable if p.ndim < 2 or n == "token_rows"]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    state = {"step": 0, "tokens": getattr(trainee, "start_tokens", 0), "history": [], "config": asdict(cfg)}
+    state = {"step": 0, "tokens": getattr(trainee, "start_tokens", 0), "history": [], "config": asdict(cfg),
+             "null_token": model.config.diffill_null_token if null_id is not None else None}
     if resume is not None:
-        state.update(json.loads((resume / "trainer_state.json").read_text()), config=asdict(cfg))
+        state.update(json.loads((resume / "trainer_state.json").read_text()), config=asdict(cfg),
+                     null_token=state["null_token"])
         _restore_optimizer(optimizer, resume / "optimizer.safetensors")
         log.info("resumed from %s at step %d", resume, state["step"])
 

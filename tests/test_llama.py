@@ -190,6 +190,7 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     ckpt = train(cfg, progress=False)
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["tokens"] > 0
+    assert state["null_token"] == NULL_TOKEN  # infill spans were padded with the base's reserved null token
     assert (ckpt / "delta.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
     from safetensors import safe_open
     with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
