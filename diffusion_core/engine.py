@@ -331,5 +331,6 @@ class InfillEngine:
             result = denoise(self._forward, ids[None], known[None], tok.mask_token_id, cfg, on_step,
                              torch.Generator().manual_seed(s.seed))
         text, n = self._text_of(result.ids[0, a:b].tolist(), canvas.anchors[0])
+        text = fit(prefix, text, suffix)
         conf = result.confidence[0, a + worst].clamp_min(1e-9).log().mean().item()
         return Fill(text, conf, n, 1 + result.passes, len(body), [text])

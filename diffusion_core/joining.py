@@ -4,7 +4,9 @@ The model writes tokens; the text on either side was typed by someone.  Where
 they meet, the fill must read as if typed too:
 
 * spaces: a side that already has a space or tab at the seam keeps the only
-  one (no doubled spaces), a fill never ends a line with spaces, and a fill of
+  one (no doubled spaces), a fill never ends a line with spaces, a fill at the
+  start of a line does not open with the single space of a word-start token
+  (indentation, two spaces or a tab, stays), and a fill of
   whole words that would run into the word after it gets a space before it
   (no missing space).  The left seam follows the model: a fill glued to the
   word before the gap finishes that word, as when typing stops mid-word.
@@ -53,6 +55,8 @@ def fit(before: str, fill: str, after: str) -> str:
     """``fill`` as it must be inserted between ``before`` and ``after`` (only whitespace at its ends changes)."""
     if before.endswith(tuple(SPACE)):
         fill = fill.lstrip(SPACE)
+    elif (not before or before[-1] in "\r\n") and re.match(r" [^\s]", fill):
+        fill = fill[1:]                         # a word-start token's space, at the start of a line
     if not after or LINE_BREAK.match(after):
         fill = fill.rstrip()                    # nothing trails at the end of a line
     elif after.startswith(tuple(SPACE)):

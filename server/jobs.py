@@ -17,6 +17,7 @@ from diffusion_core.joining import stays_in_line
 from .config import Settings
 from .documents import around
 
+SELECTION_CANDIDATES = 3  # a refilled selection takes the best of these that differs from the selected text
 JOBS = ("fillGaps", "fillSelection", "rewriteSelection", "bridge", "continue")
 TITLES = {"fillGaps": "Diffill: fill gaps", "fillSelection": "Diffill: fill selection",
           "rewriteSelection": "Diffill: rewrite selection", "bridge": "Diffill: bridge paragraphs",
@@ -85,8 +86,11 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             inline = stays_in_line(ctx.suffix, selected)  # a selection across lines may be refilled across lines
 
             def run(engine, on_step):
-                return [Replacement(start, end, engine.fill(ctx.prefix, ctx.suffix, on_step=on_step, settings=es,
-                                                            inline=inline)[0].text)]
+                # Asked to refill a selection, the user wants other text: the best fill that differs from it.
+                fills = engine.fill(ctx.prefix, ctx.suffix, candidates=SELECTION_CANDIDATES, on_step=on_step,
+                                    settings=es, inline=inline)
+                other = [f.text for f in fills if f.text.strip() and f.text.strip() != selected.strip()]
+                return [Replacement(start, end, other[0] if other else fills[0].text)]
         else:
             def run(engine, on_step):
                 return [Replacement(start, end, engine.rewrite(ctx.prefix, selected, ctx.suffix, on_step=on_step,
@@ -99,7 +103,10 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return None
 
         def run(engine, on_step):
-            return [Replacement(start, start, engine.continue_text(ctx.prefix, on_step=on_step, settings=es)[0].text)]
+            text = engine.continue_text(ctx.prefix, on_step=on_step, settings=es)[0].text
+            if not text.strip():  # only a line break or spaces: write on the line instead of showing nothing
+                text = engine.continue_text(ctx.prefix, on_step=on_step, settings=es, inline=True)[0].text
+            return [Replacement(start, start, text)]
         return Plan(job, run)
     if job == "bridge":
         line_start = source.rfind("\n", 0, start) + 1

@@ -54,6 +54,8 @@ def test_fit_never_doubles_a_space_and_never_drops_one(case):
         assert joined[len(before) + len(out) - 1].isspace()
     if not after or after[0] in "\r\n":
         assert not out[-1:].isspace()                            # a fill never ends a line with spaces
+    if (not before or before[-1] in "\r\n") and fill[:1] == " " and fill[1:2].strip():
+        assert out[:1] != " "                                    # no stray space opening a line
     assert fit(before, out, after) == out                        # fitting a fitted text changes nothing
 
 
@@ -64,6 +66,9 @@ def test_fit_examples_from_the_issue():
     assert fit("hel", "lo world", "") == "lo world"                    # finishing a word typed halfway
     assert fit("obj.", "get", "Name()") == "get"                       # code glued to punctuation stays glued
     assert fit("def f():", "\n    return 1\n", "\n") == "\n    return 1"
+    assert fit("", " the", " quick brown") == "the"                   # a rewrite at the start of the text
+    assert fit("one\n", " two", "") == "two"
+    assert fit("def f():\n", "    return 1", "\n") == "    return 1"  # indentation is text, not a seam
 
 
 def test_a_gap_stays_in_its_line_when_text_follows_it_there():
@@ -120,3 +125,31 @@ def test_ghost_text_at_the_end_of_a_line_whose_best_fill_is_a_line_break(pushed)
     assert not engine.fill(source[:offset], source[offset:])[0].text.strip()  # what the model likes best
     texts = cursor_fills(source, offset, Settings(), candidates=1)(engine, None)
     assert texts and all(t.strip() and "\n" not in t for t in texts)
+
+
+def test_continue_writes_on_the_line_when_the_best_continuation_is_a_line_break(pushed):
+    from server.config import Settings
+    from server.jobs import plan_job
+    engine = pushed(lambda t: bool(t) and not t.strip() and "\n" in t, by=60.0)
+    source = "It was a dark and stormy night.\nA second line to write after: "
+    assert not engine.continue_text(source)[0].text.strip()  # what the model likes best
+    [edit] = plan_job("continue", source, len(source), len(source), Settings()).run(engine, None)
+    assert edit.text.strip() and "\n" not in edit.text and not edit.text.startswith(" ")  # after ": "
+
+
+def test_a_refilled_selection_is_other_text_than_the_selection(tiny_loaded):
+    from server.config import Settings
+    from server.jobs import plan_job
+    engine = InfillEngine(tiny_loaded)
+    prefix, suffix = "The quick brown ", " jumps over the lazy dog."
+    best = engine.fill(prefix, suffix)[0].text.strip()
+    assert best  # select exactly what the model would write there
+    source = prefix + best + suffix
+    [edit] = plan_job("fillSelection", source, len(prefix), len(prefix) + len(best), Settings()).run(engine, None)
+    assert edit.text.strip() and edit.text.strip() != best
+
+
+def test_a_rewrite_at_the_start_of_the_text_opens_without_a_space(pushed):
+    engine = pushed(lambda t: t[:1] == " " and t.strip().isalpha())   # every likely token opens with a space
+    fill = engine.rewrite("", "The", " quick brown fox.", strength=1.0)
+    assert fill.text.strip() and not fill.text.startswith(" ")

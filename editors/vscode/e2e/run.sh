@@ -5,7 +5,8 @@
 # needs Debian's chromium (apt-get install -y chromium) and a Python environment with Diffill.
 #
 #   editors/vscode/ci.sh                 # builds diffill-*.vsix first
-#   editors/vscode/e2e/run.sh            # PYTHON=... MODEL=... E2E_DIR=... CHROMIUM=... to override
+#   editors/vscode/e2e/run.sh            # PYTHON=... MODEL=DIR|tiny E2E_DIR=... CHROMIUM=... to override
+#   editors/vscode/e2e/run.sh --install  # only fetch and build Node, code-server and playwright
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 ext="$(dirname "$here")"
@@ -16,6 +17,9 @@ port="${PORT:-8123}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 vsix="$(ls "$ext"/diffill-*.vsix | tail -1)"
 mkdir -p "$work/home" "$work/ws" "$work/data/User" "$work/data/Machine" "$work/ext"
+# Base weights (SmolLM2) stay where the user's set-up put them, although HOME moves below.
+DIFFILL_BASES_DIR="$("$python" -c 'from diffusion_core.model.base import bases_dir; print(bases_dir())')"
+export DIFFILL_BASES_DIR
 # code-server and chromium write their state under HOME: keep it in the work directory.
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" XDG_DATA_HOME="$work/home/.local/share"
 
@@ -40,14 +44,20 @@ if [ ! -d "$work/pw/node_modules/playwright-core" ]; then
   mkdir -p "$work/pw" && (cd "$work/pw" && npm init -y >/dev/null && npm install playwright-core@1 --no-audit --no-fund)
 fi
 
+[ "${1:-}" = "--install" ] && exit 0
+
+# The model a user gets: the shipped default (no diffill.model setting), unless MODEL names another
+# (MODEL=tiny: the tests' tiny random model, for checking the plumbing alone; its fills are gibberish).
 model="${MODEL:-}"
-if [ -z "$model" ]; then   # the tests' tiny random model: fills are gibberish, but real
+if [ "$model" = "tiny" ]; then
   model="$work/tiny"
   (cd "$repo/tests" && "$python" -c "import sys, conftest; from pathlib import Path; conftest.build_tiny_model(Path(sys.argv[1]))" "$model")
 fi
+model_setting=""
+[ -n "$model" ] && model_setting="\"diffill.model\": \"$model\","
 cat > "$work/data/User/settings.json" <<JSON
-{ "diffill.model": "$model", "diffill.steps": 4, "diffill.maxTokens": 6,
-  "workbench.startupEditor": "none", "security.workspace.trust.enabled": false,
+{ $model_setting
+  "workbench.startupEditor": "none", "chat.disableAIFeatures": true, "workbench.secondarySideBar.defaultVisibility": "hidden", "security.workspace.trust.enabled": false,
   "telemetry.telemetryLevel": "off", "extensions.autoCheckUpdates": false, "extensions.autoUpdate": false }
 JSON
 # diffill.server.* are machine-scoped: in a remote window (code-server) they live in the Machine settings.
@@ -60,4 +70,9 @@ node "$cs/out/node/entry.js" --auth none --bind-addr "127.0.0.1:$port" --disable
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 60); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 1; done
-NODE_PATH="$work/pw/node_modules" URL="http://127.0.0.1:$port/?folder=$work/ws" OUT="$work" node "$here/drive.cjs"
+rm -rf "$work/screenshots" && mkdir -p "$work/screenshots"
+status=0
+NODE_PATH="$work/pw/node_modules" URL="http://127.0.0.1:$port/?folder=$work/ws" OUT="$work" SHOTS="$work/screenshots" \
+  node "$here/drive.cjs" || status=$?
+echo "VS Code e2e (model: ${model:-the shipped default}): screenshots in $work/screenshots, results in $work/results.json"
+exit "$status"
