@@ -17,7 +17,7 @@ mode: the same row, the same sampler); the hybrid's choice for any bar is then `
 best short fill if its mean log-probability reaches log(bar), else the marginal fill.
 
 Usage: calibrate_length.py MODEL_DIR CALIB.jsonl [--limit N_PER_KIND] [--betas ...] [--null-thresholds ...]
-                           [--short-confidences ...] [--dry-run]
+                           [--short-confidences ...] [--dry-run] [--threads N]
 """
 from __future__ import annotations
 
@@ -88,9 +88,11 @@ def main(argv=None) -> int:
                     default=[0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
                     help="short-fill bars (1.0: a short fill wins only when certain)")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, leave config.json alone")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (1 beside a training run on 2 cores: "
+                    "two processes' thread pools on the same cores stall each other)")
     args = ap.parse_args(argv)
     items = per_kind(read_items(args.data), args.limit)
-    engine = InfillEngine(load_model(args.model, threads=2, precision="auto"))
+    engine = InfillEngine(load_model(args.model, threads=args.threads, precision="auto"))
     out: dict = {}
     if args.betas:
         beta, beta_scores = sweep_beta(engine, items, args.betas)
