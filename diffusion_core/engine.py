@@ -42,7 +42,6 @@ class EngineSettings:
     top_k: int = 0
     top_p: float = 1.0
     refine_rounds: int = 0
-    split_repeats: bool = False       # diffusion: see sampler._split_repeats
     context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
     length_mode: str = "hybrid"       # unknown length: hybrid | marginal | slots | probe (see fill_gaps)
@@ -116,7 +115,7 @@ class InfillEngine:
         steps = s.steps or max(1, math.ceil(slots / s.tokens_per_step))
         return SamplerConfig(steps=min(steps, slots), order=s.order, temperature=s.temperature, top_k=s.top_k,
                              top_p=s.top_p, threshold=s.threshold, refine_rounds=s.refine_rounds,
-                             min_commit=max(1, int(s.tokens_per_step)), split_repeats=s.split_repeats)
+                             min_commit=max(1, int(s.tokens_per_step)))
 
     def _context(self, s: EngineSettings, slots: int, n_gaps: int) -> int:
         # Leave room for the slots and special tokens inside the model's position limit.

@@ -39,8 +39,6 @@ class SamplerConfig:
     refine_rounds: int = 0            # Mask-Predict rounds after the first fill
     min_commit: int = 0               # commit at least this many slots per pass in every row, so a short row
                                       # beside a long one finishes at its own pace, not the long row's schedule
-    split_repeats: bool = False       # never commit one token twice side by side in the same pass (see
-                                      # _split_repeats)
     schedule: str = "linear"
 
     def __post_init__(self) -> None:
@@ -109,22 +107,6 @@ def _commit_count(initial: torch.Tensor, remaining: torch.Tensor, step: int, cfg
                          torch.full_like(remaining, cfg.min_commit))
 
 
-def _split_repeats(commit: torch.Tensor, token: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
-    """``commit`` (B, T) less the less sure of every two neighbouring slots it would fill with the same token.
-
-    Slots predicted in one pass are predicted independently, so two masked neighbours (with the shift, a slot
-    and the one after it see nearly the same context) often both take the likeliest word: "with with". The
-    dropped slot stays masked and is predicted again next pass beside its committed neighbour, so a real
-    repetition ("had had") can still be written; every row keeps at least one commit, so denoising ends.
-    """
-    same = commit[:, 1:] & commit[:, :-1] & (token[:, 1:] == token[:, :-1])       # (B, T-1)
-    left_weaker = conf[:, :-1] < conf[:, 1:]
-    drop = torch.zeros_like(commit)
-    drop[:, :-1] |= same & left_weaker
-    drop[:, 1:] |= same & ~left_weaker
-    return commit & ~drop
-
-
 def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: int, cfg: SamplerConfig,
             on_step: Callable[[int, int, torch.Tensor], None] | None = None,
             generator: torch.Generator | None = None,
@@ -175,8 +157,6 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         commit = masked & (ranks < need[:, None])
         if cfg.threshold is not None and cfg.order != "left-to-right":
             commit |= masked & (grid_conf >= cfg.threshold)
-        if cfg.split_repeats:
-            commit = _split_repeats(commit, grid_token, grid_conf)
         ids[commit] = grid_token[commit]
         confidence[commit] = grid_conf[commit]
         masked &= ~commit

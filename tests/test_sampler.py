@@ -172,22 +172,3 @@ def test_min_commit_lets_a_short_row_finish_at_its_own_pace():
     done_at.clear()
     fast = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6, min_commit=2), on_step=on_step)
     assert done_at["row0"] == 1 and fast.passes == 3
-
-
-@pytest.mark.parametrize("split", [False, True])
-def test_split_repeats_never_commits_one_token_twice_side_by_side_in_a_pass(split):
-    """Every slot prefers token 5, all very sure: one pass would write 5 5 5 5 5 5. Split, no pass commits two
-    neighbours with the same token; every slot is still filled (a real repetition stays possible)."""
-    ids, known, _ = make_case(B=2)
-    prefs = torch.full(ids.shape, 5)
-    seen = []
-    out = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=2, threshold=0.5, split_repeats=split),
-                  on_step=lambda step, total, cur: seen.append(cur.clone()))
-    assert not (out.ids == MASK).any() and (out.ids[~known] == 5).all()
-    before = ids.clone()
-    pairs = 0
-    for cur in seen:
-        new = (before == MASK) & (cur != MASK)                           # (B, T) committed in this pass
-        pairs += int((new[:, 1:] & new[:, :-1] & (cur[:, 1:] == cur[:, :-1])).sum())
-        before = cur
-    assert (pairs == 0) if split else (pairs > 0)
