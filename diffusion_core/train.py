@@ -265,8 +265,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     null_id = tok.convert_tokens_to_ids(null_name) if null_name in tok.get_vocab() else None
     if declared and null_id is None:
         raise ValueError(f"the model declares the null token {declared!r} but its tokenizer has no such token")
-    if null_id is not None:
-        model.config.diffill_null_token = null_name
+    null_token = null_name if null_id is not None else None
+    if null_token:
+        model.config.diffill_null_token = null_token
     model.config.diffill_schedule = cfg.schedule
     tokens = token_cache(cfg.data, tok, out / "cache")
     dev_tokens = token_cache(cfg.dev_data, tok, out / "cache") if cfg.dev_data else None
@@ -279,10 +280,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     state = {"step": 0, "tokens": getattr(trainee, "start_tokens", 0), "history": [], "config": asdict(cfg),
-             "null_token": model.config.diffill_null_token if null_id is not None else None}
+             "null_token": null_token}
     if resume is not None:
         state.update(json.loads((resume / "trainer_state.json").read_text()), config=asdict(cfg),
-                     null_token=state["null_token"])
+                     null_token=null_token)
         _restore_optimizer(optimizer, resume / "optimizer.safetensors")
         log.info("resumed from %s at step %d", resume, state["step"])
 

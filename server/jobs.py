@@ -51,13 +51,17 @@ def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Call
     es = replace(engine_settings(s), null_slots=s.nullSlots)
 
     def run(engine, on_step) -> list[str]:
-        def texts(inline=None) -> list[str]:
-            fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es,
-                                inline=inline)
-            return list(dict.fromkeys(f.text for f in fills if f.text.strip()))
-        # Ghost text of a bare line break shows nothing; one more fill, on this line, costs less than none.
-        return texts() or ([] if stays_in_line(ctx.suffix) else texts(inline=True))
+        return shown(lambda inline: engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step,
+                                                settings=es, inline=inline), ctx.suffix)
     return run
+
+
+def shown(fill: Callable, suffix: str) -> list[str]:
+    """The texts of ``fill(inline)`` that show something. A bare line break or spaces shows nothing, so when
+    every fill is blank at the end of a line, one more fill, written on the line, costs less than none."""
+    def texts(inline) -> list[str]:
+        return list(dict.fromkeys(f.text for f in fill(inline) if f.text.strip()))
+    return texts(None) or ([] if stays_in_line(suffix) else texts(True))
 
 
 def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan | None:
@@ -103,10 +107,9 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return None
 
         def run(engine, on_step):
-            text = engine.continue_text(ctx.prefix, on_step=on_step, settings=es)[0].text
-            if not text.strip():  # only a line break or spaces: write on the line instead of showing nothing
-                text = engine.continue_text(ctx.prefix, on_step=on_step, settings=es, inline=True)[0].text
-            return [Replacement(start, start, text)]
+            texts = shown(lambda inline: engine.continue_text(ctx.prefix, on_step=on_step, settings=es,
+                                                              inline=inline), "")
+            return [Replacement(start, start, texts[0] if texts else "")]
         return Plan(job, run)
     if job == "bridge":
         line_start = source.rfind("\n", 0, start) + 1

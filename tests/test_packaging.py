@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -18,7 +20,6 @@ def tracked(*roots: str) -> list[str]:
 
 def test_wheel_holds_every_module_and_model_without_warnings(tmp_path):
     if not (REPO / ".git").exists():
-        import pytest
         pytest.skip("not a git checkout")
     src = tmp_path / "src"
     for rel in tracked("pyproject.toml", "README.md", "diffusion_core", "server"):
