@@ -186,6 +186,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _substitution(text: str) -> str:
+    """argparse type for ``--substitute``: checked here, so a typo fails before any model loads."""
+    from .schedule import SubstitutionSchedule
+    try:
+        return str(SubstitutionSchedule.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_train(args) -> int:
     from .model.loading import user_models_dir
     from .train import TrainConfig, train
@@ -205,7 +214,8 @@ def cmd_train(args) -> int:
         cfg = TrainConfig(data=args.data, out=out, init=args.init,
                           tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
                           batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
-                          schedule=args.schedule, infill_prob=args.infill_prob, eval_every=args.eval_every,
+                          schedule=args.schedule, substitute=args.substitute, infill_prob=args.infill_prob,
+                          eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
                           lora_rank=args.lora_rank, freeze_layers=args.freeze_layers, device=args.device,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
@@ -312,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--schedule", choices=["linear", "cosine", "log-linear"], default="linear")
+    p.add_argument("--substitute", default="none", type=_substitution,
+                   help="replaced-token noise beside the mask (for proofreading): none | mid:RATE | constant:RATE")
     p.add_argument("--infill-prob", type=float, default=0.5, help="share of span-infill examples (vs random masks)")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--save-every", type=int, default=200)

@@ -11,6 +11,15 @@ Each sequence gets a time ``t ~ U(eps, 1)`` and one of two corruptions:
   ``mask_ratio(t)`` (at least one), as at an intermediate step of sampling,
   or, a quarter of the time, all of them (as in the first pass).
 
+Either way a ``SubstitutionSchedule`` may then replace tokens the mask left
+visible by tokens taken from elsewhere in the same window (the second kind
+of forward noise), with probability ``share(t)``.  The loss covers the
+replaced tokens and as many kept ones drawn at the same rate (BERT's
+unchanged 10 %): being asked about a visible token then says nothing about
+whether it is wrong, so the model learns P(token | text as it is) at every
+visible position, which is what proofreading reads.  A share of 0 draws no
+random numbers at all, so masking-only training is exactly what it was.
+
 Loss targets are -100 where no loss is taken.
 """
 from __future__ import annotations
@@ -19,14 +28,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schedule import NoiseSchedule
+from .schedule import NoiseSchedule, SubstitutionSchedule
 
 
 @dataclass
 class Corrupted:
     input_ids: list[int]
-    labels: list[int]  # -100 = no loss
-    weight: float      # per-sequence loss weight, already divided by the number of slots at risk
+    labels: list[int]    # -100 = no loss
+    weight: float        # a masked token's loss weight: the time weight divided by the number of slots at risk
+    weights: list[float]  # per token: ``weight`` at masked slots, 1 / len at replaced and kept-but-asked ones, else 0
+
+
+def _with_substitutions(window: np.ndarray, inputs: np.ndarray, labels: np.ndarray, weight: float,
+                        share: float, rng: np.random.Generator) -> Corrupted:
+    """Replace visible tokens of ``inputs`` at rate ``share`` (and ask about as many kept ones)."""
+    weights = np.where(labels != -100, weight, 0.0)
+    if share > 0:
+        visible = labels == -100
+        draw = rng.random(len(inputs))
+        replaced = visible & (draw < share)
+        asked = visible & (draw >= share) & (draw < 2 * share)
+        pool = window[rng.integers(len(window), size=len(inputs))]  # tokens from elsewhere in the same text
+        originals = inputs.copy()
+        inputs = np.where(replaced, pool, inputs)
+        labels = np.where(replaced | asked, originals, labels)
+        weights = np.where(replaced | asked, 1.0 / len(inputs), weights)
+    return Corrupted(inputs.tolist(), labels.tolist(), weight, weights.tolist())
 
 
 class BoundaryTable:
@@ -51,8 +78,10 @@ class BoundaryTable:
 
 def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: np.random.Generator, schedule: NoiseSchedule,
             mask_id: int, null_id: int | None, eps: float = 0.05, infill_prob: float = 0.5,
-            max_span_words: int = 24, null_room: int = 16, all_masked_prob: float = 0.25) -> Corrupted:
+            max_span_words: int = 24, null_room: int = 16, all_masked_prob: float = 0.25,
+            substitute: SubstitutionSchedule = SubstitutionSchedule()) -> Corrupted:
     t = float(rng.uniform(eps, 1.0))
+    share = substitute.share(t)
     ratio = schedule.mask_ratio(t)
     weight = schedule.loss_weight(t)
     ids = window.astype(np.int64)
@@ -62,7 +91,7 @@ def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: n
             masked[rng.integers(len(ids))] = True
         labels = np.where(masked, ids, -100)
         inputs = np.where(masked, mask_id, ids)
-        return Corrupted(inputs.tolist(), labels.tolist(), weight / len(ids))
+        return _with_substitutions(ids, inputs, labels, weight / len(ids), share, rng)
     boundary = np.flatnonzero(starts)
     b = int(rng.integers(len(boundary)))
     start = int(boundary[b])
@@ -90,4 +119,4 @@ def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: n
             masked[rng.integers(len(slots))] = True
     inputs = np.concatenate([ids[:start], np.where(masked, mask_id, slots), suffix])
     labels = np.concatenate([np.full(start, -100), np.where(masked, slots, -100), np.full(len(suffix), -100)])
-    return Corrupted(inputs.tolist(), labels.tolist(), weight / len(slots))
+    return _with_substitutions(ids, inputs, labels, weight / len(slots), share, rng)

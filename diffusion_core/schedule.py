@@ -53,3 +53,45 @@ class NoiseSchedule:
         remaining = round(n_masked * self.mask_ratio(t) / self.mask_ratio(1.0))
         previous = n_masked if step == 1 else self.masked_after_step(n_masked, step - 1, steps)
         return max(0, min(remaining, previous - 1))
+
+
+SUBSTITUTIONS = ("none", "mid", "constant")
+
+
+@dataclass(frozen=True)
+class SubstitutionSchedule:
+    """The forward process's second kind of noise: visible tokens replaced by wrong ones.
+
+    ``share(t)`` is the probability that a token the mask left visible at time ``t`` is replaced
+    by a token taken from elsewhere in the same text.  ``mid`` peaks at ``rate`` half-way and
+    vanishes at both ends (clean text at t=0, all masks at t=1), as in interpolating mask+uniform
+    diffusion; ``constant`` is BERT's fixed share of random replacements; ``none`` is masking only.
+    Written ``name:rate`` on the command line (``mid:0.2``).
+    """
+    name: str = "none"
+    rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in SUBSTITUTIONS:
+            raise ValueError(f"unknown substitution schedule {self.name!r}; choose one of {', '.join(SUBSTITUTIONS)}")
+        if not 0.0 <= self.rate <= 0.5:  # as many kept tokens as replaced ones are asked about: 2 * rate <= 1
+            raise ValueError(f"substitution rate must be in [0, 0.5], not {self.rate}")
+        if (self.name == "none") != (self.rate == 0.0):
+            raise ValueError("a substitution schedule other than 'none' needs a rate above 0 (e.g. mid:0.2)")
+
+    @classmethod
+    def parse(cls, text: str) -> "SubstitutionSchedule":
+        name, _, rate = text.partition(":")
+        try:
+            return cls(name, float(rate) if rate else 0.0)
+        except ValueError as exc:
+            raise ValueError(f"--substitute {text!r}: {exc}") from None
+
+    def share(self, t: float) -> float:
+        t = min(max(t, 0.0), 1.0)
+        if self.name == "mid":
+            return self.rate * 4.0 * t * (1.0 - t)
+        return self.rate  # constant; 0 for none
+
+    def __str__(self) -> str:
+        return "none" if self.name == "none" else f"{self.name}:{self.rate:g}"

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from .corpus import token_cache
 from .masking import BoundaryTable, corrupt
 from .mlm_head import MaskedLMRunner
-from .schedule import NoiseSchedule
+from .schedule import NoiseSchedule, SubstitutionSchedule
 from .tokenizer_train import NULL_TOKEN
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     schedule: str = "linear"
+    substitute: str = "none"         # replaced-token noise beside the mask: none | mid:RATE | constant:RATE
     infill_prob: float = 0.5
     eval_every: int = 200
     eval_batches: int = 8
@@ -168,25 +169,31 @@ def _local_tokenizer(name: str):
                          "give a folder with tokenizer.json, e.g. one written by `diffill tokenizer`") from exc
 
 
-def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table: BoundaryTable, tok, null_id):
+def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table: BoundaryTable, tok, null_id,
+           substitute: SubstitutionSchedule | None = None):
+    """(ids, attention, labels, per-token loss weights), each (B, T); ``substitute`` defaults to the config's."""
     span = cfg.seq_len - 2
     starts = rng.integers(0, max(1, len(tokens) - span), size=cfg.batch_size)
     schedule = NoiseSchedule(cfg.schedule)
+    substitute = substitute or SubstitutionSchedule.parse(cfg.substitute)
     rows, labels, weights = [], [], []
     for s in starts:
         window = np.asarray(tokens[s:s + span], dtype=np.int64)
         word_start, newline = table(window)
-        c = corrupt(window, word_start, newline, rng, schedule, tok.mask_token_id, null_id, infill_prob=cfg.infill_prob)
+        c = corrupt(window, word_start, newline, rng, schedule, tok.mask_token_id, null_id, infill_prob=cfg.infill_prob,
+                    substitute=substitute)
         rows.append([tok.cls_token_id] + c.input_ids + [tok.sep_token_id])
         labels.append([-100] + c.labels + [-100])
-        weights.append(c.weight)
+        weights.append([0.0] + c.weights + [0.0])
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), tok.pad_token_id)
     lab = torch.full((len(rows), width), -100)
-    for i, (r, l) in enumerate(zip(rows, labels)):
+    wts = torch.zeros(len(rows), width)
+    for i, (r, l, w) in enumerate(zip(rows, labels, weights)):
         ids[i, :len(r)] = torch.tensor(r)
         lab[i, :len(l)] = torch.tensor(l)
-    return ids, (ids != tok.pad_token_id).long(), lab, torch.tensor(weights)
+        wts[i, :len(w)] = torch.tensor(w)
+    return ids, (ids != tok.pad_token_id).long(), lab, wts
 
 
 def _loss(runner, ids, attention, labels, weights, bf16: bool):
@@ -196,8 +203,7 @@ def _loss(runner, ids, attention, labels, weights, bf16: bool):
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = runner(ids, attention, positions)               # (N, V)
     ce = torch.nn.functional.cross_entropy(logits.float(), labels[positions], reduction="none")  # (N,)
-    row_weight = weights.unsqueeze(1).expand_as(labels)[positions]  # (N,)
-    loss = (ce * row_weight).sum() / ids.shape[0]
+    loss = (ce * weights[positions]).sum() / ids.shape[0]
     acc = (logits.argmax(-1) == labels[positions]).float().mean()
     return loss, ce.mean().detach(), acc.detach()
 
@@ -269,6 +275,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if null_token:
         model.config.diffill_null_token = null_token
     model.config.diffill_schedule = cfg.schedule
+    model.config.diffill_substitute = str(SubstitutionSchedule.parse(cfg.substitute))  # fails early on a bad spec
     tokens = token_cache(cfg.data, tok, out / "cache")
     dev_tokens = token_cache(cfg.dev_data, tok, out / "cache") if cfg.dev_data else None
     table = BoundaryTable(tok)
@@ -349,12 +356,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 @torch.no_grad()
 def evaluate(runner, tokens: np.ndarray, cfg: TrainConfig, table, tok, null_id) -> dict:
-    """Held-out masked-token cross-entropy and top-1 accuracy on fixed batches."""
+    """Held-out masked-token cross-entropy and top-1 accuracy on fixed batches (masking only, so runs
+    trained with and without substitutions compare)."""
     runner.eval()
     rng = np.random.default_rng([cfg.seed, 10_000])
     ces, accs = [], []
     for _ in range(cfg.eval_batches):
-        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id)
+        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id, SubstitutionSchedule())
         _, ce, acc = _loss(runner, ids, attention, labels, weights, False)
         ces.append(ce.item())
         accs.append(acc.item())

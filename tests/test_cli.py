@@ -113,3 +113,12 @@ def test_a_folder_that_is_not_a_model_says_what_it_lacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is a folder but not a model" in err and "no config.json and no *.safetensors weights" in err
     assert "not found" not in err
+
+
+def test_a_bad_substitution_spec_fails_before_anything_loads(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--substitute", "mid:0.9"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --substitute" in err and "[0, 0.5]" in err
+    assert not (tmp_path / "run").exists()

@@ -186,10 +186,11 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     data = tmp_path / "data.txt"
     data.write_text(TINY_TEXT * 20)
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=4, batch_size=4,
-                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=4, threads=1)
+                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=4, threads=1, substitute="mid:0.2")
     ckpt = train(cfg, progress=False)
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["tokens"] > 0
+    assert json.loads((ckpt / "config.json").read_text())["diffill_substitute"] == "mid:0.2"  # the card can say how
     assert state["null_token"] == NULL_TOKEN  # infill spans were padded with the base's reserved null token
     assert (ckpt / "delta.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
     from safetensors import safe_open

@@ -31,3 +31,24 @@ def test_masked_after_step_strictly_decreases_to_zero(name, n, steps):
 def test_unknown_schedule_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown noise schedule"):
         NoiseSchedule("quadratic")
+
+
+def test_substitution_share_mid_peaks_half_way_and_vanishes_at_both_ends():
+    from diffusion_core.schedule import SubstitutionSchedule
+    mid = SubstitutionSchedule.parse("mid:0.2")
+    assert mid.share(0.0) == mid.share(1.0) == 0.0
+    assert mid.share(0.5) == pytest.approx(0.2)
+    assert mid.share(0.25) == pytest.approx(mid.share(0.75))
+    assert mid.share(0.25) < 0.2
+    assert SubstitutionSchedule.parse("constant:0.1").share(0.9) == pytest.approx(0.1)
+    assert SubstitutionSchedule.parse("none").share(0.5) == 0.0
+    assert str(mid) == "mid:0.2" and str(SubstitutionSchedule()) == "none"
+
+
+@pytest.mark.parametrize("spec,message", [("uniform:0.1", "unknown substitution"), ("mid:0.7", r"\[0, 0.5\]"),
+                                          ("mid", "needs a rate"), ("none:0.1", "needs a rate"),
+                                          ("mid:lots", "--substitute 'mid:lots'")])
+def test_bad_substitution_specs_are_clear_errors(spec, message):
+    from diffusion_core.schedule import SubstitutionSchedule
+    with pytest.raises(ValueError, match=message):
+        SubstitutionSchedule.parse(spec)

@@ -226,6 +226,59 @@ def test_corrupt_without_null_token_is_random_masking(tok, table, corpus_ids):
         assert np.array_equal(labels[labels != -100], window[labels != -100])
 
 
+def _synthetic_window(n=120):
+    ids = np.random.default_rng(7).integers(5, 500, size=n)
+    return ids, np.random.default_rng(8).random(n) < 0.4, np.random.default_rng(9).random(n) < 0.05
+
+
+def test_masking_only_corruption_is_exactly_what_it_was_before_substitutions():
+    """``substitute`` none draws no extra random numbers: the same outputs, bit for bit, as the masking-only
+    corruption had (digest recorded from it before substitutions were added)."""
+    import hashlib
+
+    from diffusion_core.masking import corrupt
+    from diffusion_core.schedule import NoiseSchedule, SubstitutionSchedule
+    ids, starts, newlines = _synthetic_window()
+    h = hashlib.sha256()
+    for seed in range(300):
+        for infill in (0.0, 1.0):
+            c = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), 3, 4, infill_prob=infill,
+                        substitute=SubstitutionSchedule("none"))
+            h.update(np.array(c.input_ids + c.labels).tobytes())
+            h.update(repr(round(c.weight, 12)).encode())
+            assert np.array_equal(np.array(c.weights) > 0, np.array(c.labels) != -100)
+            assert set(np.array(c.weights)[np.array(c.labels) != -100]) == {c.weight}
+    assert h.hexdigest() == "b9f87fc65f7028a994bdc9245dfe18646a715feda91b3a52bb1e905ff752e9dd"
+
+
+@pytest.mark.parametrize("infill", [0.0, 1.0])
+def test_substitutions_replace_visible_tokens_and_ask_about_as_many_kept_ones(infill):
+    from diffusion_core.masking import corrupt
+    from diffusion_core.schedule import NoiseSchedule, SubstitutionSchedule
+    ids, starts, newlines = _synthetic_window()
+    mask_id, null_id = 3, 4
+    replaced_total = asked_total = visible_total = 0
+    for seed in range(400):
+        c = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), mask_id, null_id,
+                    infill_prob=infill, substitute=SubstitutionSchedule("constant", 0.2))
+        inputs, labels, weights = np.array(c.input_ids), np.array(c.labels), np.array(c.weights)
+        target = labels != -100
+        masked = inputs == mask_id
+        assert masked[~target].sum() == 0                     # every mask is a target
+        visible_target = target & ~masked
+        replaced = visible_target & (inputs != labels)
+        assert set(inputs[replaced]) <= set(ids)              # replacements come from the same text
+        assert np.allclose(weights[visible_target], 1 / len(ids))  # plain CE, no time weight
+        assert np.allclose(weights[masked], c.weight) and (weights[~target] == 0).all()
+        if infill == 0.0:                                     # random masking: the clean text is recoverable
+            assert np.array_equal(np.where(target, labels, inputs), ids)
+        replaced_total += replaced.sum()
+        asked_total += visible_target.sum()
+        visible_total += (~masked).sum()
+    assert 0.15 < replaced_total / visible_total < 0.25        # share 0.2 of the visible tokens
+    assert 0.3 < asked_total / visible_total < 0.5            # and about as many kept ones asked about
+
+
 # corpus cache ---------------------------------------------------------------------------------
 
 def test_token_cache_follows_changes_inside_a_folder(tmp_path, tok):
