@@ -21,6 +21,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--order", choices=["confidence", "margin", "entropy", "random"], default="confidence")
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
+    g.add_argument("--revise-below", type=float, metavar="P",
+                   help="re-mask a committed token whose probability later falls below P, once per slot "
+                        "(for models trained with --substitute; off by default)")
     g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
     g.add_argument("--length-mode", choices=["hybrid", "marginal", "slots", "probe"], default="hybrid",
                    help="unknown length: a short fill the model is sure of, else the marginal fill (hybrid); "
@@ -41,7 +44,7 @@ def _settings(args):
     strategy = "left-to-right" if args.strategy == "autoregressive" else args.strategy
     return EngineSettings(strategy=strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
                           threshold=args.threshold or None, order=args.order, temperature=args.temperature,
-                          refine_rounds=args.refine_rounds, max_tokens=args.max_tokens,
+                          refine_rounds=args.refine_rounds, revise_below=args.revise_below, max_tokens=args.max_tokens,
                           context_tokens=args.context_tokens, length_mode=args.length_mode,
                           null_slots=args.null_slots, seed=args.seed)
 
@@ -167,6 +170,63 @@ def _print_fills(args, text: str, pieces: list[str], spans, fills, engine) -> No
         sys.stdout.write(join_fills(pieces, f.texts))
         if not text.endswith("\n"):
             print()
+
+
+def _probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, not {value!r}") from None
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {number}")
+    return number
+
+
+def cmd_proofread(args) -> int:
+    import difflib
+    if args.strategy == "autoregressive":
+        print("diffill proofread: autoregressive is the evaluation baseline; it cannot proofread", file=sys.stderr)
+        return 2
+    if args.in_place and (args.file in (None, "-") or args.json or args.diff):
+        print("diffill proofread: --in-place needs a FILE and neither --json nor --diff", file=sys.stderr)
+        return 2
+    try:
+        text = read_input(args.file)
+    except InputError as exc:
+        print(f"diffill: {exc}", file=sys.stderr)
+        return 2
+    engine = _engine(args)
+    result = engine.proofread("", text, "", below=args.below, reading=args.reading)
+    name = args.file if args.file not in (None, "-") else "standard input"
+    print(f"diffill: {len(result.changes)} word(s) changed in {name}", file=sys.stderr)
+    if args.in_place:
+        if not result.changes:
+            return 0
+        try:
+            write_atomically(args.file, result.text)
+        except OSError as exc:
+            print(f"diffill: cannot write {args.file}: {exc.strerror or exc}; the file is unchanged", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        if args.json:
+            json.dump({"text": result.text, "passes": result.passes, "model": str(engine.loaded.path),
+                       "changes": [{"start": c.start, "end": c.end, "old": c.old, "new": c.new,
+                                    "probability": round(c.probability, 6)} for c in result.changes]},
+                      sys.stdout, ensure_ascii=False, indent=2)
+            print()
+        elif args.diff:
+            label = args.file if args.file not in (None, "-") else "stdin"
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True),
+                                                       result.text.splitlines(keepends=True),
+                                                       label, f"{label} (proofread)"))
+        else:
+            sys.stdout.write(result.text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -296,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the filled text back to FILE (atomically: a temporary file renamed over it)")
     _engine_options(p)
     p.set_defaults(func=cmd_fill)
+
+    p = sub.add_parser("proofread", help="replace the words the model thinks are wrong; print the text")
+    p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
+    p.add_argument("--below", type=_probability,
+                   help="question a word the model finds less likely than this (default: the model's calibrated bar)")
+    p.add_argument("--reading", choices=["visible", "masked"],
+                   help="read each word where it stands (models trained with --substitute) or hidden "
+                        "(default: as the model was trained)")
+    p.add_argument("--diff", action="store_true", help="print a unified diff instead of the text")
+    p.add_argument("--json", action="store_true", help="print the text and the changes as JSON")
+    p.add_argument("-i", "--in-place", action="store_true", help="write the corrected text back to FILE (atomically)")
+    _engine_options(p)
+    p.set_defaults(func=cmd_proofread)
 
     p = sub.add_parser("eval", help="score fills on a JSONL of {id, kind, prefix, suffix, answer}")
     p.add_argument("data")

@@ -1,8 +1,9 @@
 """The jobs Diffill offers, on one loaded masked LM.
 
 fill (one gap, N ranked candidates), fill_gaps (several gaps jointly),
-continue_text (empty suffix), bridge (interpolate between two passages) and
-rewrite (re-mask a passage's least confident tokens and denoise again).
+continue_text (empty suffix), bridge (interpolate between two passages),
+rewrite (re-mask a passage's least confident tokens and denoise again) and
+proofread (replace the words the model thinks are wrong; proofread.py).
 Every job takes a ``strategy``: ``diffusion`` (several steps, parallel
 commits), or the baselines ``one-shot`` (all slots in a single pass, plain
 BERT) and ``left-to-right`` (one token per pass, in reading order).
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill
 from .hybrid import ShortRace, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
@@ -42,6 +44,8 @@ class EngineSettings:
     top_k: int = 0
     top_p: float = 1.0
     refine_rounds: int = 0
+    revise_below: float | None = None  # diffusion: re-mask a committed token the model later finds this unlikely
+                                       # (for models trained with replaced-token noise; off until measured)
     context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
     length_mode: str = "hybrid"       # unknown length: hybrid | marginal | slots | probe (see fill_gaps)
@@ -63,7 +67,7 @@ class EngineSettings:
             raise ValueError("short_lengths must be a non-empty list of lengths >= 1")
         if self.length_mode not in LENGTH_MODES:
             raise ValueError(f"unknown length mode {self.length_mode!r}; choose one of {', '.join(LENGTH_MODES)}")
-        SamplerConfig(order=self.order)
+        SamplerConfig(order=self.order, revise_below=self.revise_below)
 
 
 @dataclass
@@ -115,7 +119,7 @@ class InfillEngine:
         steps = s.steps or max(1, math.ceil(slots / s.tokens_per_step))
         return SamplerConfig(steps=min(steps, slots), order=s.order, temperature=s.temperature, top_k=s.top_k,
                              top_p=s.top_p, threshold=s.threshold, refine_rounds=s.refine_rounds,
-                             min_commit=max(1, int(s.tokens_per_step)))
+                             min_commit=max(1, int(s.tokens_per_step)), revise_below=s.revise_below)
 
     def _context(self, s: EngineSettings, slots: int, n_gaps: int) -> int:
         # Leave room for the slots and special tokens inside the model's position limit.
@@ -334,3 +338,84 @@ class InfillEngine:
         text = fit(prefix, text, suffix)
         conf = result.confidence[0, a + worst].clamp_min(1e-9).log().mean().item()
         return Fill(text, conf, n, 1 + result.passes, len(body), [text])
+
+    @torch.no_grad()
+    def proofread(self, prefix: str, passage: str, suffix: str, below: float | None = None,
+                  reading: str | None = None, on_step: Callable | None = None,
+                  settings: EngineSettings | None = None) -> proofreading.Proofread:
+        """The words of ``passage`` the model thinks are wrong, replaced (``proofread.py`` says how).
+
+        ``below``: a word's probability under which it is questioned (default: the model's calibrated
+        ``diffill_proofread_below``, else ``proofread.DEFAULT_BELOW``); ``reading``: ``visible`` or
+        ``masked`` (default: visible for a model trained with replaced-token noise, else masked).
+        """
+        s = settings or self.settings
+        config = self.loaded.model.config
+        below = float(getattr(config, "diffill_proofread_below", proofreading.DEFAULT_BELOW)) if below is None else below
+        trained_on_substitutions = getattr(config, "diffill_substitute", "none") not in ("none", None)
+        reading = reading or ("visible" if trained_on_substitutions else "masked")
+        if reading not in proofreading.READINGS:
+            raise ValueError(f"unknown reading {reading!r}; choose one of {', '.join(proofreading.READINGS)}")
+        pieces = proofreading.chunks(passage)
+        token_ids = [self.tokenizer(passage[c.start:c.end], add_special_tokens=False).input_ids for c in pieces]
+        changes, passes = [], 0
+        for group in proofreading.windows(pieces, [len(t) for t in token_ids]):
+            lo, hi = pieces[group[0]].start, pieces[group[-1]].end
+            before, after = prefix + passage[:lo], passage[hi:] + suffix
+            probs, guesses = self._word_reading(before, after, [token_ids[i] for i in group],
+                                                [pieces[i].word for i in group], reading, s)
+            passes += 1
+            for i, p, g in zip(group, probs, guesses):
+                chunk = passage[pieces[i].start:pieces[i].end]
+                if p is None or p >= below or not proofreading.differs(chunk, self.tokenizer.decode(g)):
+                    continue
+                # Refill the word alone, every other word as it stands (with the changes made so far): at
+                # most one token more than it had, kept on its line.
+                at = pieces[i].word_start(passage)
+                left = prefix + proofreading.apply(passage[:at], changes)
+                slots = len(token_ids[i]) + 1
+                fill = self.fill(left, passage[pieces[i].end:] + suffix, on_step=on_step, inline=True,
+                                 settings=replace(s, max_tokens=slots, null_slots=slots))[0]
+                passes += fill.passes
+                new = proofreading.replacement(chunk, fill.text)
+                if new is not None:
+                    changes.append(proofreading.Change(at, pieces[i].end, passage[at:pieces[i].end], new, p))
+        return proofreading.Proofread(proofreading.apply(passage, changes), changes, passes)
+
+    def _word_reading(self, before: str, after: str, chunk_ids: list[list[int]], is_word: list[bool], reading: str,
+                      s: EngineSettings) -> tuple[list[float | None], list[list[int]]]:
+        """Per chunk: the model's probability of its word (geometric mean over its tokens; None for a chunk
+        that is not a word) and its own guess for those tokens, read as ``reading`` says, in one pass."""
+        tok = self.tokenizer
+        body = [t for ids in chunk_ids for t in ids]
+        with self._lock:
+            canvas = build_canvas(tok, [before, after], [len(body)], self._context(s, len(body), 1))
+            a, _ = canvas.gaps[0]
+            base = canvas.ids.clone()
+            base[a:a + len(body)] = torch.tensor(body)
+            spans, at = [], a
+            for ids in chunk_ids:
+                spans.append((at, at + len(ids)))
+                at += len(ids)
+            words = [k for k, w in enumerate(is_word) if w and spans[k][1] > spans[k][0]]
+            groups = 1 if reading == "visible" else max(1, min(4, len(words)))
+            rows = base.repeat(groups, 1)                                   # (G, T)
+            positions = torch.zeros_like(rows, dtype=torch.bool)            # (G, T): where each word is read
+            for n, k in enumerate(words):
+                positions[n % groups, spans[k][0]:spans[k][1]] = True
+            inputs = rows if reading == "visible" else rows.masked_fill(positions, tok.mask_token_id)
+            logp = self._forward(inputs, positions).float().log_softmax(-1) if words else None  # (N, V)
+        token_logp = torch.zeros(rows.shape)
+        guess = rows.clone()
+        if logp is not None:
+            token_logp[positions] = logp.gather(-1, rows[positions][:, None]).squeeze(-1)
+            guess[positions] = logp.argmax(-1)
+        picked = torch.where(positions, guess, torch.zeros_like(guess)).sum(0)  # each slot is read in one row
+        token_logp, guess = token_logp.sum(0), torch.where(positions.any(0), picked, base)  # (T,)
+        probs: list[float | None] = [None] * len(chunk_ids)
+        guesses = [list(ids) for ids in chunk_ids]
+        for k in words:
+            lo, hi = spans[k]
+            probs[k] = float(token_logp[lo:hi].mean().exp())
+            guesses[k] = guess[lo:hi].tolist()
+        return probs, guesses

@@ -5,9 +5,12 @@
 ranks the predictions by an unmasking order, and commits the best of them;
 the noise schedule says how many must be committed by each step, and a
 confidence threshold lets it commit more at once (parallel decoding, as in
-Fast-dLLM).  Optional Mask-Predict refinement then re-masks the least
-confident committed tokens and predicts them again.  Nothing here knows a
-token id except through its arguments.
+Fast-dLLM).  Optionally each pass also re-reads the tokens committed so far
+and re-masks one the model now finds unlikely (``revise_below``: a model
+trained with replaced-token noise can tell), each slot at most once, so
+sampling still ends.  Optional Mask-Predict refinement then re-masks the
+least confident committed tokens and predicts them again.  Nothing here
+knows a token id except through its arguments.
 """
 from __future__ import annotations
 
@@ -40,8 +43,12 @@ class SamplerConfig:
     min_commit: int = 0               # commit at least this many slots per pass in every row, so a short row
                                       # beside a long one finishes at its own pace, not the long row's schedule
     schedule: str = "linear"
+    revise_below: float | None = None  # re-mask a committed token whose probability on a later pass falls
+                                       # below this (once per slot); None = a committed token is final
 
     def __post_init__(self) -> None:
+        if self.revise_below is not None and not 0.0 < self.revise_below < 1.0:
+            raise ValueError("revise_below must be a probability in (0, 1)")
         if self.order not in ORDERS:
             raise ValueError(f"unknown unmasking order {self.order!r}; choose one of {', '.join(ORDERS)}")
         if self.steps < 1:
@@ -126,8 +133,12 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     stop whole rows whose outcome no longer matters (it returns a (B,) mask;
     e.g. a candidate that can no longer win): they cost no further pass and
     keep their unfilled slots masked.  Known positions are never written.
-    Returns the filled ids, each token's confidence at commit time, the
-    number of passes and the retired rows.
+    With ``cfg.revise_below`` each pass also reads the slots committed on
+    earlier passes (not yet revised, not known): one whose token's
+    probability now falls below it is masked again and predicted anew; a
+    slot is revised at most once, so at most twice as many commits as slots
+    are ever needed.  Returns the filled ids, each token's confidence at
+    commit time, the number of passes and the retired rows.
     """
     schedule = NoiseSchedule(cfg.schedule)
     ids = ids.clone()
@@ -136,12 +147,22 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
     initial = masked.sum(1)                                             # (B,)
     positions = torch.arange(ids.shape[1]).expand_as(ids)               # (B, T)
     retired = torch.zeros(ids.shape[0], dtype=torch.bool)              # (B,) rows retire has stopped
+    revisable = masked.clone() if cfg.revise_below is not None else torch.zeros_like(masked)  # (B, T)
     passes, step = 0, 0
     total = cfg.steps + cfg.refine_rounds
     while masked.any():
         step += 1
-        logits = forward(ids, masked)                                   # (N, V)
+        check = revisable & ~masked & ~retired[:, None]                 # (B, T) committed, still revisable
+        read = masked | check
+        logits = forward(ids, read)                                     # (N, V) at the read positions
         passes += 1
+        doubt = torch.zeros_like(masked)
+        if check.any():
+            in_check = check[read]                                      # (N,) which rows of logits are checks
+            own = logits[in_check].float().softmax(-1).gather(-1, ids[check][:, None]).squeeze(-1)
+            doubt[check] = own < cfg.revise_below
+            revisable &= ~doubt                                         # a slot is revised once, then final
+            logits = logits[~in_check]
         token, conf, score = _predict(logits, cfg, generator)
         if cfg.order == "left-to-right":
             score = -positions[masked].float()
@@ -160,6 +181,9 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         ids[commit] = grid_token[commit]
         confidence[commit] = grid_conf[commit]
         masked &= ~commit
+        if doubt.any():  # predicted again on the next pass, from the canvas as it now stands
+            ids[doubt] = mask_id
+            masked |= doubt
         if settle is not None:
             masked &= ~settle(ids, masked)
         if retire is not None:

@@ -18,10 +18,10 @@ from .config import Settings
 from .documents import around
 
 SELECTION_CANDIDATES = 3  # a refilled selection takes the best of these that differs from the selected text
-JOBS = ("fillGaps", "fillSelection", "rewriteSelection", "bridge", "continue")
+JOBS = ("fillGaps", "fillSelection", "rewriteSelection", "proofreadSelection", "bridge", "continue")
 TITLES = {"fillGaps": "Diffill: fill gaps", "fillSelection": "Diffill: fill selection",
-          "rewriteSelection": "Diffill: rewrite selection", "bridge": "Diffill: bridge paragraphs",
-          "continue": "Diffill: continue writing"}
+          "rewriteSelection": "Diffill: rewrite selection", "proofreadSelection": "Diffill: proofread selection",
+          "bridge": "Diffill: bridge paragraphs", "continue": "Diffill: continue writing"}
 
 
 @dataclass
@@ -82,6 +82,16 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return [Replacement(a, b, t) for (a, b), t in zip(spans, fill.texts)]
         return Plan(job, run)
     ctx = around(source, start, end, s.contextChars)
+    if job == "proofreadSelection":
+        if end <= start or not source[start:end].strip():
+            return None
+        selected = source[start:end]
+
+        def run(engine, on_step):
+            # One replacement per changed word: every character it does not change stays as it was.
+            result = engine.proofread(ctx.prefix, selected, ctx.suffix, on_step=on_step, settings=es)
+            return [Replacement(start + c.start, start + c.end, c.new) for c in result.changes]
+        return Plan(job, run)
     if job in ("fillSelection", "rewriteSelection"):
         if end <= start:
             return None

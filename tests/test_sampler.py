@@ -172,3 +172,58 @@ def test_min_commit_lets_a_short_row_finish_at_its_own_pace():
     done_at.clear()
     fast = denoise(scripted_forward(prefs), ids, known, MASK, SamplerConfig(steps=6, min_commit=2), on_step=on_step)
     assert done_at["row0"] == 1 and fast.passes == 3
+
+
+def mind_changing_forward(calls: list):
+    """Slots 3, 4, 5 (surest first): slot 3 prefers 5, unless slot 4 holds 7, when it prefers 6."""
+    def forward(ids, positions):
+        calls.append(positions.clone())
+        B, T = ids.shape
+        logits = torch.full((B, T, V), -4.0)
+        for b in range(B):
+            logits[b, 3, 6 if ids[b, 4] == 7 else 5] = 8.0
+            logits[b, 4, 7] = 5.0
+            logits[b, 5, 8] = 3.0
+        return logits[positions]
+    return forward
+
+
+def three_slots():
+    ids = torch.full((1, 8), 2)
+    known = torch.ones(1, 8, dtype=torch.bool)
+    known[0, 3:6] = False
+    ids[~known] = MASK
+    return ids, known
+
+
+def test_revision_remasks_a_committed_token_the_model_turns_against():
+    ids, known = three_slots()
+    calls = []
+    plain = denoise(mind_changing_forward(calls), ids, known, MASK, SamplerConfig(steps=3))
+    assert plain.ids[0, 3:6].tolist() == [5, 7, 8] and plain.passes == 3
+    assert all(torch.equal(c, c & ~known) for c in calls)  # without revision only masked slots are read
+    calls.clear()
+    revised = denoise(mind_changing_forward(calls), ids, known, MASK, SamplerConfig(steps=3, revise_below=0.5))
+    assert revised.ids[0, 3:6].tolist() == [6, 7, 8]       # slot 3 reconsidered once slot 4 said 7
+    assert revised.passes == 4
+    assert not any(c[known].any() for c in calls)          # known positions are never read for revision
+
+
+def test_revision_ends_even_when_the_model_doubts_everything():
+    ids, known, prefs = make_case()
+    n = int((~known).sum(1).max())
+
+    def contrarian(ids_, positions):  # every committed token looks wrong: the top token is always another
+        B, T = ids_.shape
+        logits = torch.full((B, T, V), -4.0)
+        logits.scatter_(2, ((ids_ + 1) % V).clamp_min(2)[:, :, None], 6.0)
+        return logits[positions]
+    out = denoise(contrarian, ids, known, MASK, SamplerConfig(steps=6, revise_below=0.9))
+    assert not (out.ids == MASK).any() and torch.equal(out.ids[known], ids[known])
+    assert out.passes <= 2 * n
+
+
+def test_revise_below_must_be_a_probability():
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="revise_below"):
+            SamplerConfig(revise_below=bad)

@@ -162,7 +162,8 @@ async def test_code_actions_offer_the_jobs_that_apply(client: LanguageClient):
     assert {"Diffill: fill selection", "Diffill: rewrite selection"} <= set(selection)
     at_end = await titles(types.Range(types.Position(3, 0), types.Position(3, 0)))
     assert "Diffill: continue writing" in at_end
-    for action in list(selection.values()) + [on_blank["Diffill: bridge paragraphs"]]:
+    assert "Diffill: proofread selection" in selection
+    for action in [a for t, a in selection.items() if "proofread" not in t] + [on_blank["Diffill: bridge paragraphs"]]:
         resolved = action if action.edit else await client.code_action_resolve_async(action)
         assert resolved.edit is not None, resolved.disabled
         assert len(edits_of(resolved.edit)) == 1
@@ -193,6 +194,34 @@ async def test_command_reports_progress_and_applies_the_edit(client: LanguageCli
         kinds = [type(r).__name__ for r in reports]
         assert kinds[0] == "WorkDoneProgressBegin" and kinds[-1] == "WorkDoneProgressEnd"
         assert "WorkDoneProgressReport" in kinds
+
+
+async def test_proofread_changes_only_whole_words_of_the_selection(client: LanguageClient):
+    import re
+    text = "Teh cat sat on teh mat, and  the dog barked.\nUntouched line.\n"
+    open_doc(client, text)
+    await wait_ready(client)
+    before = len(client.applied)
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="diffill.proofreadSelection",
+        arguments=[{"uri": URI, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 44}}}]))
+    if not result["applied"]:
+        assert result["reason"] == "nothing to change" and len(client.applied) == before
+        return
+    edits = edits_of(client.applied[-1].edit)
+    assert edits and len(edits) == len(result["texts"])
+    words = {(m.start(), m.end()) for m in re.finditer(r"\w+", text.split("\n")[0])}
+    line = text.split("\n")[0]
+    for e in edits:
+        assert e.range.start.line == e.range.end.line == 0
+        assert (e.range.start.character, e.range.end.character) in words  # a whole word, nothing around it
+        assert e.new_text and not any(c.isspace() for c in e.new_text)
+    spliced, at = [], 0
+    for e in sorted(edits, key=lambda e: e.range.start.character):
+        spliced += [line[at:e.range.start.character], e.new_text]
+        at = e.range.end.character
+    rest = re.sub(r"\w+", "W", "".join(spliced + [line[at:]]))
+    assert rest == re.sub(r"\w+", "W", line)  # punctuation and the doubled space: byte for byte
 
 
 async def test_status_command_and_bad_arguments(client: LanguageClient):

@@ -1,4 +1,4 @@
-"""Code actions and commands: fill gaps, fill or rewrite a selection, bridge paragraphs, continue.
+"""Code actions and commands: fill gaps, fill, rewrite or proofread a selection, bridge paragraphs, continue.
 
 ``textDocument/codeAction`` lists the jobs that apply at the range without
 running the model (editors ask on every cursor move); the edit is computed
@@ -107,6 +107,9 @@ class ActionFeature:
         if doc.version != version:
             action.disabled = types.CodeActionDisabled(reason="the document changed while Diffill was writing")
             return action
+        if not replacements:
+            action.disabled = types.CodeActionDisabled(reason="nothing to change")
+            return action
         action.edit = self._edit(doc, replacements)
         return action
 
@@ -152,6 +155,9 @@ class ActionFeature:
         if doc.version != version:
             ls.show("the document changed while Diffill was writing; nothing was applied")
             return {"applied": False, "reason": "document changed"}
+        if not replacements:  # proofreading found every word fine
+            ls.show(f"{TITLES[job]}: nothing to change", types.MessageType.Info)
+            return {"applied": False, "reason": "nothing to change", "texts": []}
         result = await ls.workspace_apply_edit_async(
             types.ApplyWorkspaceEditParams(edit=self._edit(doc, replacements), label=TITLES[job]))
         return {"applied": bool(result and result.applied), "texts": [r.text for r in replacements]}
