@@ -115,19 +115,28 @@ def _positive(value: str) -> int:
     return number
 
 
-def cmd_fill(args) -> int:
-    from .gaps import compile_marker, join_fills, split_gaps
+def _input_to_edit(args, command: str, in_place_conflict: bool, in_place_needs: str) -> str | None:
+    """The text ``command`` works on, or None once it has said on stderr why there is none: the
+    autoregressive baseline asked to write, ``--in-place`` without a FILE or with a conflicting option, or an
+    input that is not UTF-8 text."""
     if args.strategy == "autoregressive":
-        print("diffill fill: autoregressive is the evaluation baseline (the base as pretrained); "
+        print(f"diffill {command}: autoregressive is the evaluation baseline (the base as pretrained); "
               "use it with diffill eval", file=sys.stderr)
-        return 2
-    if args.in_place and (args.file in (None, "-") or args.json or args.candidates != 1):
-        print("diffill fill: --in-place needs a FILE, one candidate and no --json", file=sys.stderr)
-        return 2
+        return None
+    if args.in_place and (args.file in (None, "-") or in_place_conflict):
+        print(f"diffill {command}: --in-place needs a FILE and {in_place_needs}", file=sys.stderr)
+        return None
     try:
-        text = read_input(args.file)
+        return read_input(args.file)
     except InputError as exc:
         print(f"diffill: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_fill(args) -> int:
+    from .gaps import compile_marker, join_fills, split_gaps
+    text = _input_to_edit(args, "fill", args.json or args.candidates != 1, "one candidate and no --json")
+    if text is None:
         return 2
     pieces, spans = split_gaps(text, compile_marker(args.marker))
     if not spans:
@@ -184,16 +193,8 @@ def _probability(value: str) -> float:
 
 def cmd_proofread(args) -> int:
     import difflib
-    if args.strategy == "autoregressive":
-        print("diffill proofread: autoregressive is the evaluation baseline; it cannot proofread", file=sys.stderr)
-        return 2
-    if args.in_place and (args.file in (None, "-") or args.json or args.diff):
-        print("diffill proofread: --in-place needs a FILE and neither --json nor --diff", file=sys.stderr)
-        return 2
-    try:
-        text = read_input(args.file)
-    except InputError as exc:
-        print(f"diffill: {exc}", file=sys.stderr)
+    text = _input_to_edit(args, "proofread", args.json or args.diff, "neither --json nor --diff")
+    if text is None:
         return 2
     engine = _engine(args)
     result = engine.proofread("", text, "", below=args.below, reading=args.reading)

@@ -122,3 +122,35 @@ def test_a_bad_substitution_spec_fails_before_anything_loads(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "argument --substitute" in err and "[0, 0.5]" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_proofread_prints_the_text_a_diff_json_or_writes_back(tiny_model_dir, tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    original = "Teh cat sat on teh mat.\nSecond line, untouched?\n"
+    f.write_text(original)
+    common = ["--model", str(tiny_model_dir), "--below", "0.5"]
+    assert main(["proofread", str(f), *common, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    text = out["text"]
+    assert text == "".join(_spliced(original, out["changes"]))
+    assert main(["proofread", str(f), *common]) == 0
+    assert capsys.readouterr().out == text          # the text as corrected, nothing added
+    assert main(["proofread", str(f), *common, "--diff"]) == 0
+    diff = capsys.readouterr().out
+    assert (diff == "") == (text == original)
+    if diff:
+        assert diff.startswith(f"--- {f}\n+++ {f} (proofread)\n")
+    assert main(["proofread", str(f), *common, "-i"]) == 0
+    assert f.read_text() == text and f"word(s) changed in {f}" in capsys.readouterr().err
+    assert main(["proofread", "-", *common, "-i"]) == 2
+    assert "--in-place needs a FILE" in capsys.readouterr().err
+
+
+def _spliced(text, changes):
+    at = 0
+    for c in sorted(changes, key=lambda c: c["start"]):
+        assert text[c["start"]:c["end"]] == c["old"]
+        yield text[at:c["start"]]
+        yield c["new"]
+        at = c["end"]
+    yield text[at:]
