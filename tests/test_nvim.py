@@ -123,6 +123,12 @@ def test_selection_commands_replace_only_the_selection(run, sub, command):
     assert s["lines"][0] == "Tabs and double spaces." and s["lines"][1].startswith("The quick ")
 
 
+def test_proofread_on_the_cursor_line_changes_only_words(run):
+    s = step(run, "proofread_line")
+    assert s["lines"][1] == "Untouched line."
+    assert s["result"]["applied"] or s["result"]["reason"] == "nothing to change"
+
+
 def test_manual_trigger_and_disabled_filetype(run):
     assert step(run, "manual") is True
 

@@ -207,6 +207,20 @@ local function main()
     report.steps[case[1] .. '_selection'] = { command = d.command, lines = lines }
   end
 
+  -- 7b. :Diffill proofread on the cursor's line: only whole words change, every other byte stays.
+  api.nvim_buf_set_lines(fb, 0, -1, false, { 'Teh cat  sat on teh mat, and the dog barked.', 'Untouched line.' })
+  api.nvim_win_set_cursor(0, { 1, 3 })
+  local n = #done
+  vim.cmd('Diffill proofread')
+  local d = wait_for('proofread on the line', function() return done[n + 1] end)
+  local lines = api.nvim_buf_get_lines(fb, 0, -1, false)
+  local skeleton = function(l) return (l:gsub('[%w_]+', 'W')) end
+  check(d.command == 'diffill.proofreadSelection' and d.result
+    and (d.result.applied or d.result.reason == 'nothing to change'), 'proofread: ' .. vim.inspect(d))
+  check(lines[2] == 'Untouched line.' and skeleton(lines[1]) == skeleton('Teh cat  sat on teh mat, and the dog barked.'),
+    'proofread changed more than words: ' .. vim.inspect(lines))
+  report.steps.proofread_line = { result = d.result, lines = lines }
+
   -- 8. :Diffill status asks the server (diffill.status) for state, model and settings.
   vim.cmd('Diffill status')
   local st = wait_for('diffill.status result', function() return require('diffill.status').last end)

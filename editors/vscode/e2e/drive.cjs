@@ -151,6 +151,24 @@ async function main() {
   check('diffill.fill (selection)', after !== before, after.split('\n')[0]);
   await shot('2-commands');
 
+  // Proofread a typed line: only whole words may change (or the server says there is nothing to change).
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  const typo = 'Teh cat sat on teh mat, and  the dog barked.';
+  await page.keyboard.type(typo);
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Home');
+  await page.keyboard.press('Shift+End');
+  before = await editorText();
+  await runCommand('Diffill: Proofread Selection');
+  after = await waitChange(before);
+  const skeleton = (s) => s.replace(/\w+/g, 'W');
+  const proofToasts = await page.locator('.notifications-toasts').innerText().catch(() => '');
+  const lastLine = after.split('\n').pop();
+  check('diffill.proofreadSelection', after !== before ? skeleton(lastLine) === skeleton(typo)
+    : /nothing to change/.test(proofToasts), { line: lastLine, toasts: proofToasts.slice(0, 200) });
+  await page.keyboard.press('End');
+
   await page.keyboard.press('Control+End');
   await accept('Control+ArrowRight', 'inline: accept next word (ctrl+right)', [' the', ' cat', '\nIt', ' was', ' a']);
   await shot('3-inline');

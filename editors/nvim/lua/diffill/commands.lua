@@ -1,7 +1,7 @@
--- :Diffill {fill|rewrite|bridge|continue|status|log}: the server's workspace/executeCommand jobs.
+-- :Diffill {fill|rewrite|proofread|bridge|continue|status|log}: the server's workspace/executeCommand jobs.
 -- The server reports $/progress and applies the edit itself (workspace/applyEdit).
 local api = vim.api
-local M = { subcommands = { 'fill', 'rewrite', 'bridge', 'continue', 'status', 'log' } }
+local M = { subcommands = { 'fill', 'rewrite', 'proofread', 'bridge', 'continue', 'status', 'log' } }
 local DEFAULT_MARKER = [[\[MASK\]|_{3,}]]
 
 local function notify(msg, level)
@@ -158,6 +158,14 @@ function M.run(opts)
       return notify('select the text to rewrite first (:\'<,\'>Diffill rewrite)', vim.log.levels.WARN)
     end
     return M.execute(bufnr, 'diffill.rewriteSelection', { uri = uri, range = range })
+  elseif sub == 'proofread' then
+    -- the selection or lines given (:%Diffill proofread for the buffer), else the cursor's line
+    if not range then
+      local row = cur[1] - 1
+      local line = api.nvim_buf_get_lines(bufnr, row, row + 1, false)[1] or ''
+      range = { start = position(bufnr, row, 0, enc), ['end'] = position(bufnr, row, #line, enc) }
+    end
+    return M.execute(bufnr, 'diffill.proofreadSelection', { uri = uri, range = range })
   end
   return M.execute(bufnr, 'diffill.' .. sub, here) -- bridge, continue: at the cursor
 end

@@ -145,7 +145,7 @@ function M.setup(opts)
   highlights()
   api.nvim_create_autocmd('ColorScheme', { group = group, callback = highlights })
   api.nvim_create_user_command('Diffill', function(o) require('diffill.commands').run(o) end, {
-    nargs = '+', range = true, desc = 'Diffill: fill, rewrite, bridge, continue, status, log',
+    nargs = '+', range = true, desc = 'Diffill: fill, rewrite, proofread, bridge, continue, status, log',
     complete = function(...) return require('diffill.commands').complete(...) end,
   })
   api.nvim_create_autocmd('LspAttach', { group = group, callback = function(a)
