@@ -1,7 +1,8 @@
 """The baseline a user would pick instead: the pretrained base as it is, writing left to right.
 
 Causal attention, greedy decoding, left context only (the suffix is used only to choose where to
-stop).  With the length given it writes exactly that many tokens.  With the length unknown it
+stop); the prompt and the written text are laid out and joined as the engine's are (spaces before the
+gap belong to the fill, control tokens are never written, ``joining.fit`` at both ends).  With the length given it writes exactly that many tokens.  With the length unknown it
 writes up to ``max_tokens`` and then cuts where the base itself finds the suffix most likely to
 follow: one batched causal pass scores ``log p(suffix head | prefix + first k tokens)`` for every
 k >= 1 and the best k wins.  Same canvas window, same decoding of the inserted text, same
@@ -12,8 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .canvas import decode_fill, window_ids
+from .canvas import decode_fill, special_ids, window_ids
 from .engine import EngineSettings, Fill
+from .joining import fit
 
 SUFFIX_SCORED = 8  # suffix tokens whose likelihood picks the cut
 
@@ -25,17 +27,22 @@ class AutoregressiveBaseline:
         self.model, self.tokenizer = model, tokenizer
         self.settings = settings or EngineSettings()
         self.start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        # Control tokens are never text (as in the engine); the document's end token ends the fill instead.
+        self.control = torch.tensor([i for i in special_ids(tokenizer) if i != self.start], dtype=torch.long)
 
     @torch.no_grad()
     def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
              on_step=None, settings: EngineSettings | None = None) -> list[Fill]:
         s = settings or self.settings
-        left = [self.start] + window_ids(self.tokenizer, prefix, s.context_tokens, "tail")
+        # As on the engine's canvas, spaces before the gap belong to the fill: a bare " " token ending the
+        # prompt is text the base rarely saw (it answers digits), where " word" is how it spells a word.
+        left = [self.start] + window_ids(self.tokenizer, prefix.rstrip(" \t"), s.context_tokens, "tail")
         budget = length if length is not None else s.max_tokens
         ids, logps, passes = list(left), [], 0
         cache, step_in = self.model.new_cache(), list(left)
         for _ in range(budget):
             logits = self.model.causal_logits(torch.tensor([step_in]), cache=cache, last_only=True)[0].float()  # (V,)
+            logits[self.control[self.control < logits.shape[-1]]] = float("-inf")
             if length is not None:  # a fixed length: never end the document early
                 logits[self.start] = float("-inf")
             logp = F.log_softmax(logits, -1)
@@ -50,7 +57,7 @@ class AutoregressiveBaseline:
         if length is None and written:
             keep, more = self._best_cut(left, written, window_ids(self.tokenizer, suffix, SUFFIX_SCORED, "head"))
             written, logps, passes = written[:keep], logps[:keep], passes + more
-        text = decode_fill(self.tokenizer, left[-4:], written)
+        text = fit(prefix, decode_fill(self.tokenizer, left[-4:], written), suffix)
         score = sum(logps) / max(1, len(logps))
         return [Fill(text, score, len(written), passes, len(written), [text])]
 

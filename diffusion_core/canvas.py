@@ -92,6 +92,20 @@ def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_token
     return Canvas(torch.tensor(ids), torch.tensor(known), gaps, anchors)
 
 
+def special_ids(tokenizer) -> list[int]:
+    """Ids of the tokenizer's control tokens (``<|im_end|>``, ``[CLS]``, the mask, ...): never text, so never
+    written into a fill (the engine and the autoregressive baseline ban them; the null token is NullRules')."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    for role in ("mask", "pad", "cls", "sep", "bos", "eos", "unk"):
+        found = getattr(tokenizer, f"{role}_token_id", None)
+        if found is not None:
+            ids.add(int(found))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        ids |= {int(i) for i, token in backend.get_added_tokens_decoder().items() if token.special}
+    return sorted(ids)
+
+
 def decode_fill(tokenizer, anchor: list[int], fill: list[int]) -> str:
     """Text of ``fill`` as it reads after ``anchor``: exact for byte-level BPE, and for
     WordPiece/SentencePiece it keeps the space the tokenizer would put between them."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from . import proofread as proofreading
-from .canvas import build_canvas, decode_fill
+from .canvas import build_canvas, decode_fill, special_ids
 from .hybrid import ShortRace, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
@@ -101,6 +101,7 @@ class InfillEngine:
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
+        self._control = torch.tensor([i for i in special_ids(self.tokenizer) if i != self.null_id], dtype=torch.long)
         self._token_tests: tuple[torch.Tensor, torch.Tensor] | None = None  # (breaks_line, is_blank) per id
 
     # -- plumbing -------------------------------------------------------------
@@ -109,7 +110,9 @@ class InfillEngine:
         if not bool(busy.all()):  # rows already filled (short ones finish first) cost no compute
             ids, positions = ids[busy], positions[busy]
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
-        return self.runner(ids, attention.long(), positions)
+        logits = self.runner(ids, attention.long(), positions)          # (N, V)
+        control = self._control[self._control < logits.shape[-1]]
+        return logits.index_fill(-1, control, float("-inf"))            # control tokens are never text
 
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":

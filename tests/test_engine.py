@@ -276,3 +276,18 @@ def test_spaces_before_a_gap_go_into_the_gap(tiny_loaded):
     assert spaced.ids.tolist() == plain.ids.tolist()
     tabbed = build_canvas(tok, ["def add(a, b):\n    return\t", "\n"], [2], 48)
     assert tabbed.ids.tolist() == build_canvas(tok, ["def add(a, b):\n    return", "\n"], [2], 48).ids.tolist()
+
+
+def test_control_tokens_are_never_written(engine):
+    from diffusion_core.canvas import special_ids
+    tok = engine.tokenizer
+    control = [i for i in special_ids(tok) if i != engine.null_id]
+    assert {tok.mask_token_id, tok.pad_token_id, tok.cls_token_id, tok.sep_token_id} <= set(control)
+    ids = torch.tensor([[tok.cls_token_id] + [tok.mask_token_id] * 4 + [tok.sep_token_id]])
+    positions = ids == tok.mask_token_id
+    logits = engine._forward(ids, positions)
+    assert torch.isinf(logits[:, control]).all() and torch.isfinite(logits.max(-1).values).all()
+    names = {tok.convert_ids_to_tokens([i])[0] for i in control}
+    for prefix in ("The quick brown", "def f(x):\n    return", "Hello", ""):
+        for fill in engine.fill(prefix, " and then", candidates=3):
+            assert not any(n in fill.text for n in names), fill.text

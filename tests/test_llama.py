@@ -225,6 +225,13 @@ def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suf
     assert fill.tokens == 3 and fill.passes == 3
     free = ar.fill("def add(a, b):\n    return", " a + b\n")[0]
     assert 1 <= free.tokens <= 6 and free.passes <= 7
+    # A prompt ending in a space reads as the engine's canvas does (the space belongs to the fill), and the
+    # text joins it without a doubled space.
+    spaced = ar.fill("def add(a, b):\n    return ", "\n", length=3)[0]
+    assert spaced.text == fill.text.lstrip(" ") and not spaced.text.startswith(" ")
+    from diffusion_core.canvas import special_ids
+    control = set(special_ids(tok)) - {ar.start}
+    assert control and not control & set(tok(fill.text + spaced.text, add_special_tokens=False).input_ids)
 
 
 @torch.no_grad()

@@ -43,6 +43,13 @@ def test_a_mid_sentence_fill_joins_the_line(engine):
     assert fill.text.strip() and "\n" not in fill.text and not fill.text.startswith(" ")
 
 
+def test_proofread_fixes_a_typo_and_leaves_the_rest(engine):
+    text = "The capital of France is Paris. Teh museum is open every day."
+    out = engine.proofread("", text, "")
+    assert [(c.old, c.new) for c in out.changes if c.old == "Teh"] == [("Teh", "The")]
+    assert out.text.startswith("The capital of France is Paris. The museum")
+
+
 def test_main_job_runs_on_the_smollm2_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "--model", "smollm2-diffill",
                         str(ROOT / "examples" / "gaps.txt")], capture_output=True, text=True, timeout=600)
