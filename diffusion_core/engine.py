@@ -362,12 +362,15 @@ class InfillEngine:
         pieces = proofreading.chunks(passage)
         token_ids = [self.tokenizer(passage[c.start:c.end], add_special_tokens=False).input_ids for c in pieces]
         changes, passes = [], 0
-        for group in proofreading.windows(pieces, [len(t) for t in token_ids]):
+        groups = proofreading.windows([len(t) for t in token_ids])
+        for k, group in enumerate(groups):
             lo, hi = pieces[group[0]].start, pieces[group[-1]].end
-            before, after = prefix + passage[:lo], passage[hi:] + suffix
+            before, after = prefix + proofreading.apply(passage[:lo], changes), passage[hi:] + suffix
             probs, guesses = self._word_reading(before, after, [token_ids[i] for i in group],
                                                 [pieces[i].word for i in group], reading, s)
             passes += 1
+            if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
+                on_step(k + 1, len(groups), None)
             for i, p, g in zip(group, probs, guesses):
                 chunk = passage[pieces[i].start:pieces[i].end]
                 if p is None or p >= below or not proofreading.differs(chunk, self.tokenizer.decode(g)):

@@ -77,8 +77,9 @@ def apply(text: str, changes: list[Change]) -> str:
     return "".join(out + [text[at:]])
 
 
-def windows(pieces: list[Chunk], sizes: list[int], budget: int = WINDOW_TOKENS) -> list[list[int]]:
-    """Chunk indices grouped into consecutive windows of at most ``budget`` tokens (a longer chunk alone)."""
+def windows(sizes: list[int], budget: int = WINDOW_TOKENS) -> list[list[int]]:
+    """Indices of chunks of ``sizes`` tokens grouped into consecutive windows of at most ``budget`` tokens
+    (a longer chunk alone)."""
     groups: list[list[int]] = [[]]
     used = 0
     for i, n in enumerate(sizes):

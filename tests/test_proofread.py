@@ -33,7 +33,7 @@ def test_a_replacement_is_another_single_word(old, fill, new):
 
 def test_windows_group_consecutive_chunks_within_the_budget():
     sizes = [3, 4, 5, 200, 1, 1]
-    groups = windows([None] * len(sizes), sizes, budget=10)
+    groups = windows(sizes, budget=10)
     assert [i for g in groups for i in g] == list(range(len(sizes)))
     assert groups == [[0, 1], [2], [3], [4, 5]]
 
@@ -59,3 +59,17 @@ def test_nothing_to_read_is_no_change(engine):
     for text in ("", "   ", ", . ;"):
         out = engine.proofread("a ", text, " b")
         assert out.text == text and not out.changes
+
+
+def test_a_long_passage_reports_each_window_and_can_be_cancelled(engine):
+    from diffusion_core.sampler import Cancelled
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 60)
+    seen = []
+
+    def stop_at_second_window(step, total, _ids):
+        seen.append((step, total))
+        if step == 2 and total > 2:
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        engine.proofread("", text, "", below=1e-12, on_step=stop_at_second_window)
+    assert seen[-1][0] == 2 and seen[-1][1] >= 3
