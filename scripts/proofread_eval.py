@@ -124,7 +124,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    engine = InfillEngine(load_model(args.model, threads=args.threads))
+    engine = InfillEngine(load_model(args.model, threads=args.threads, precision="auto"))  # as the CLI and server
     rng = random.Random(args.seed)
     cases, t0 = [], time.time()
     readings = args.readings or [None]
