@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("proofread", help="replace the words the model thinks are wrong; print the text")
     p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
     p.add_argument("--below", type=_probability,
-                   help="question a word the model finds less likely than this (default: the model's calibrated bar)")
+                   help="question a word the model finds less likely than this (default 0.0003, the measured best)")
     p.add_argument("--reading", choices=["visible", "masked"],
                    help="read each word where it stands (models trained with --substitute) or hidden "
                         "(default: as the model was trained)")

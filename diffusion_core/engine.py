@@ -348,32 +348,35 @@ class InfillEngine:
                   settings: EngineSettings | None = None) -> proofreading.Proofread:
         """The words of ``passage`` the model thinks are wrong, replaced (``proofread.py`` says how).
 
-        ``below``: a word's probability under which it is questioned (default: the model's calibrated
-        ``diffill_proofread_below``, else ``proofread.DEFAULT_BELOW``); ``reading``: ``visible`` or
-        ``masked`` (default: visible for a model trained with replaced-token noise, else masked).
+        ``below``: a word's probability under which it is questioned (default ``proofread.DEFAULT_BELOW``);
+        ``reading``: ``visible`` or ``masked`` (default: visible for a model trained with replaced-token
+        noise, else masked).
         """
         s = settings or self.settings
-        config = self.loaded.model.config
-        below = float(getattr(config, "diffill_proofread_below", proofreading.DEFAULT_BELOW)) if below is None else below
-        trained_on_substitutions = getattr(config, "diffill_substitute", "none") not in ("none", None)
+        below = proofreading.DEFAULT_BELOW if below is None else below
+        trained_on_substitutions = getattr(self.loaded.model.config, "diffill_substitute", "none") not in ("none", None)
         reading = reading or ("visible" if trained_on_substitutions else "masked")
         if reading not in proofreading.READINGS:
             raise ValueError(f"unknown reading {reading!r}; choose one of {', '.join(proofreading.READINGS)}")
         pieces = proofreading.chunks(passage)
-        token_ids = [self.tokenizer(passage[c.start:c.end], add_special_tokens=False).input_ids for c in pieces]
+        texts = [passage[c.start:c.end] for c in pieces]              # each chunk as it now stands
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+        token_ids = [encode(t) for t in texts]
         changes, passes = [], 0
         groups = proofreading.windows([len(t) for t in token_ids])
-        for k, group in enumerate(groups):
+        for n, group in enumerate(groups):
             lo, hi = pieces[group[0]].start, pieces[group[-1]].end
-            before, after = prefix + proofreading.apply(passage[:lo], changes), passage[hi:] + suffix
-            probs, guesses = self._word_reading(before, after, [token_ids[i] for i in group],
-                                                [pieces[i].word for i in group], reading, s)
-            passes += 1
+
+            def read():  # the window as it now stands, its context with the changes made so far
+                before = prefix + proofreading.apply(passage[:lo], changes)
+                return self._word_reading(before, passage[hi:] + suffix, [token_ids[i] for i in group],
+                                          [pieces[i].word for i in group], reading, s)
+            (probs, guesses), passes = read(), passes + 1
             if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
-                on_step(k + 1, len(groups), None)
-            for i, p, g in zip(group, probs, guesses):
-                chunk = passage[pieces[i].start:pieces[i].end]
-                if p is None or p >= below or not proofreading.differs(chunk, self.tokenizer.decode(g)):
+                on_step(n + 1, len(groups), None)
+            for k, i in enumerate(group):
+                p, g = probs[k], guesses[k]
+                if p is None or p >= below or not proofreading.differs(texts[i], self.tokenizer.decode(g)):
                     continue
                 # Refill the word alone, every other word as it stands (with the changes made so far): at
                 # most one token more than it had, kept on its line.
@@ -383,9 +386,15 @@ class InfillEngine:
                 fill = self.fill(left, passage[pieces[i].end:] + suffix, on_step=on_step, inline=True,
                                  settings=replace(s, max_tokens=slots, null_slots=slots))[0]
                 passes += fill.passes
-                new = proofreading.replacement(chunk, fill.text)
-                if new is not None:
-                    changes.append(proofreading.Change(at, pieces[i].end, passage[at:pieces[i].end], new, p))
+                new = proofreading.replacement(texts[i], fill.text)
+                if new is None:
+                    continue
+                changes.append(proofreading.Change(at, pieces[i].end, passage[at:pieces[i].end], new, p))
+                texts[i] = passage[pieces[i].start:at] + new
+                token_ids[i] = encode(texts[i])
+                # The words after it were judged beside the wrong one ("Teh museum": museum looked unlikely
+                # next to Teh): read them again beside the correction.
+                (probs, guesses), passes = read(), passes + 1
         return proofreading.Proofread(proofreading.apply(passage, changes), changes, passes)
 
     def _word_reading(self, before: str, after: str, chunk_ids: list[list[int]], is_word: list[bool], reading: str,

@@ -80,15 +80,15 @@ class InferenceWorker:
             self.on_status("loading", f"loading model {model or 'default'}")
             try:
                 loaded = load_model(model or None, threads=threads or None, precision=precision)
+                self.engine = InfillEngine(loaded)
+                self.model_error = None
             except Exception as exc:  # ModelLoadError, or anything a broken model dir raises
                 self.model_error = str(exc)
                 log.error("model load failed: %s", exc)
                 self.on_status("error", str(exc))
                 raise
             finally:
-                self.ready.set()
-            self.engine = InfillEngine(loaded)
-            self.model_error = None
+                self.ready.set()  # after the engine is in place: a waiter then finds it
             log.info("model ready: %s", loaded.path)
             return loaded.path
         return self.submit(run, key="load")
