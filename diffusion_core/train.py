@@ -275,7 +275,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if null_token:
         model.config.diffill_null_token = null_token
     model.config.diffill_schedule = cfg.schedule
-    model.config.diffill_substitute = str(SubstitutionSchedule.parse(cfg.substitute))  # fails early on a bad spec
+    substitute = SubstitutionSchedule.parse(cfg.substitute)  # once, and a bad spec fails before any step
+    model.config.diffill_substitute = str(substitute)
     tokens = token_cache(cfg.data, tok, out / "cache")
     dev_tokens = token_cache(cfg.dev_data, tok, out / "cache") if cfg.dev_data else None
     table = BoundaryTable(tok)
@@ -314,7 +315,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     while state["step"] < cfg.steps and progress_frac(state["step"]) < 1.0:
         step = state["step"]
         rng = np.random.default_rng([cfg.seed, rank, step])
-        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id)
+        ids, attention, labels, weights = _batch(tokens, rng, cfg, table, tok, null_id, substitute)
         torch.manual_seed(int(rng.integers(2**62)))  # dropout too, so a resumed run repeats the same steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
