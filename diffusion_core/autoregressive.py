@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .canvas import decode_fill, special_ids, window_ids
+from .canvas import before_gap, decode_fill, special_ids, window_ids
 from .engine import EngineSettings, Fill
 from .joining import fit
 
@@ -34,9 +34,7 @@ class AutoregressiveBaseline:
     def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
              on_step=None, settings: EngineSettings | None = None) -> list[Fill]:
         s = settings or self.settings
-        # As on the engine's canvas, spaces before the gap belong to the fill: a bare " " token ending the
-        # prompt is text the base rarely saw (it answers digits), where " word" is how it spells a word.
-        left = [self.start] + window_ids(self.tokenizer, prefix.rstrip(" \t"), s.context_tokens, "tail")
+        left = [self.start] + window_ids(self.tokenizer, before_gap(prefix), s.context_tokens, "tail")  # as the canvas
         budget = length if length is not None else s.max_tokens
         ids, logps, passes = list(left), [], 0
         cache, step_in = self.model.new_cache(), list(left)

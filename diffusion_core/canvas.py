@@ -48,6 +48,15 @@ def window_ids(tokenizer, text: str, max_tokens: int, keep: str) -> list[int]:
     return ids[:max_tokens]
 
 
+def before_gap(text: str) -> str:
+    """The text before a gap as the model reads it: spaces before a gap belong to the gap.
+
+    Byte-level BPE spells a word with its leading space (" Paris"), and training cuts gaps at word
+    starts, so text ending in a bare " " token is text the model never saw (it answers digits). The fill
+    brings its own space; joining.fit keeps one where the document already has one."""
+    return text.rstrip(" \t")
+
+
 def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_tokens: int,
                  inner_tokens: int | None = None) -> Canvas:
     """Lay out ``pieces[0] gap0 pieces[1] gap1 ... pieces[-1]``; gap i has ``lengths[i]`` mask slots.
@@ -67,11 +76,7 @@ def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_token
     gaps, anchors = [], []
     for i, piece in enumerate(pieces):
         if i < len(lengths):
-            # Spaces before a gap belong to the gap: byte-level BPE spells a word with its leading space
-            # (" Paris"), and training cuts gaps at word starts, so a prefix ending in a bare " " token is
-            # text the model never saw (it answers digits). The fill brings its own space; joining.fit
-            # keeps one where the document already has one.
-            piece = piece.rstrip(" \t")
+            piece = before_gap(piece)
         if i == 0:
             piece_ids = window_ids(tokenizer, piece, context_tokens, "tail")
         elif i == len(pieces) - 1:
