@@ -256,6 +256,14 @@ def _substitution(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _attention_layout(text: str) -> str:
+    """argparse type for ``--attention``: the layouts live with the network (model/llama.py)."""
+    from .model.llama import LAYOUTS
+    if text not in LAYOUTS:
+        raise argparse.ArgumentTypeError(f"unknown layout {text!r}; choose one of {', '.join(LAYOUTS)}")
+    return text
+
+
 def cmd_train(args) -> int:
     from .model.loading import user_models_dir
     from .train import TrainConfig, train
@@ -278,7 +286,8 @@ def cmd_train(args) -> int:
                           schedule=args.schedule, substitute=args.substitute, infill_prob=args.infill_prob,
                           eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
-                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers, device=args.device,
+                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers, attention=args.attention,
+                          device=args.device,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
         if dest is not None and _rank() == 0:
@@ -406,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--lora-rank", type=int, default=32, help="--init smollm2: rank of the LoRA factors")
     p.add_argument("--freeze-layers", type=int, default=0, help="--init smollm2: lowest layers left as pretrained")
+    p.add_argument("--attention", type=_attention_layout, help="--init smollm2: attention layout (full: every token "
+                   "reads the canvas; prefix-causal: only the slots and the token before them do); default: the "
+                   "start's, full for a new adaptation")
     p.add_argument("--device", default="cpu", help="cpu or cuda (see scripts/gpu_train.sh)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

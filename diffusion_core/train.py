@@ -57,6 +57,7 @@ class TrainConfig:
     bf16: bool = False
     lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection
     freeze_layers: int = 0           # --init smollm2: leave the lowest N layers exactly as pretrained
+    attention: str | None = None     # a base's attention layout (model/llama.py LAYOUTS); None: the start's
     device: str = "cpu"              # cpu | cuda (scripts/gpu_train.sh)
     time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
 
@@ -115,8 +116,11 @@ def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
     from .model.adapter import Adapter, apply_delta
     from .model.assemble import DELTA_FILE, base_spec_of, load_base
     from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
-    spec = base_spec_of(json.loads((start / "config.json").read_text())) if start else BASES[cfg.init]
+    start_config = json.loads((start / "config.json").read_text()) if start else {}
+    spec = base_spec_of(start_config) if start else BASES[cfg.init]
     model, tok, sha = load_base(spec)
+    model.config.diffill_attention = cfg.attention or start_config.get("diffill_attention", "full")
+    model.denoiser.set_layout(model.config.diffill_attention, tok.mask_token_id)
     if start is not None:  # resume (with the optimizer, below) or continue a delta (fresh optimizer)
         adapter = apply_delta(model, start / DELTA_FILE, sha, merge=False)
     else:
@@ -137,6 +141,9 @@ def _load_start(cfg: TrainConfig, resume_dir: Path | None):
     start = None if cfg.init in BASES else _delta_dir(cfg.init)
     if cfg.init in BASES or start is not None:
         return _load_delta_start(cfg, start, resuming=False)
+    if cfg.attention:
+        raise ValueError("--attention chooses the layout of a pretrained Llama base (--init smollm2 or its "
+                         "delta); a BERT-style model always reads the whole canvas")
     model, tok = _load_bert_start(cfg, resume_dir)
     return _BertWeights(model), tok
 

@@ -136,6 +136,38 @@ def test_native_denoiser_matches_transformers_causal_and_bidirectional(tiny_base
     assert not torch.allclose(got_bi[0, 1:], got[0, :-1], atol=1e-3)  # full attention really differs
 
 
+@torch.no_grad()
+def test_prefix_causal_layout_keeps_the_context_causal_and_lets_the_slots_read_everything(tiny_base):
+    from diffusion_core.fast_tokenizer import FastTokenizer
+    model = _native(tiny_base)
+    mask_id = FastTokenizer(tiny_base).mask_token_id
+    model.denoiser.set_layout("prefix-causal", mask_id)
+    ids = torch.randint(6, model.shape.vocab_size, (1, 12))
+    ids[0, 5:8] = mask_id                       # slots 5..7; 4 predicts slot 5; 8.. is the suffix
+    hidden = model.denoiser.hidden(ids)                                   # (1, 12, H) unshifted
+    causal = model.causal_logits(ids)                                     # the base as pretrained
+    # the prefix before the predictor is exactly the pretrained causal pass
+    torch.testing.assert_close(model.lm_head(hidden[0, :4]), causal[0, :4], rtol=1e-4, atol=1e-4)
+
+    def changed(position: int, rows: slice) -> bool:
+        other = ids.clone()
+        other[0, position] = 6 if int(ids[0, position]) != 6 else 7
+        return not torch.allclose(model.denoiser.hidden(other)[0, rows], hidden[0, rows], atol=1e-5)
+
+    assert not changed(4, slice(8, 12))  # the suffix never reads the predictor (reusable across passes)...
+    assert changed(2, slice(8, 12))      # ...but reads the prefix
+    assert changed(10, slice(4, 8))      # the predictor and the slots read the suffix
+    assert not changed(10, slice(0, 4))  # the prefix does not
+    # a canvas with no slots reads as the causal base does; full attention is the default and differs
+    plain = torch.randint(6, model.shape.vocab_size, (1, 9))
+    torch.testing.assert_close(model.lm_head(model.denoiser.hidden(plain)), model.causal_logits(plain),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown attention layout"):
+        model.denoiser.set_layout("sideways", mask_id)
+    model.denoiser.set_layout("full", None)
+    assert not torch.allclose(model.denoiser.hidden(ids)[0, :4], hidden[0, :4], atol=1e-3)
+
+
 def _adapted(base: Path, rank=4, seed=0):
     from diffusion_core.fast_tokenizer import FastTokenizer
     from diffusion_core.model.adapter import Adapter
@@ -205,6 +237,7 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     again = train(dataclasses.replace(cfg, init=str(ckpt), out=str(tmp_path / "run2"), steps=1), progress=False)
     assert json.loads((again / "trainer_state.json").read_text())["tokens"] > tokens
     loaded = load_model(ckpt, precision="fp32")
+    assert loaded.model.denoiser.layout == "full"
     engine = InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4))
     fill = engine.fill("def add(a, b):\n    return ", "\n", length=2)[0]
     assert fill.tokens == 2 and fill.text
@@ -213,6 +246,27 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     for precision in ("int8", "bf16"):
         e = InfillEngine(load_model(ckpt, precision=precision), EngineSettings(max_tokens=4, null_slots=4))
         assert e.fill("def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
+
+
+def test_prefix_causal_training_is_recorded_and_loaded(tiny_base, tiny_spec, tmp_path):
+    from conftest import TINY_TEXT
+    from diffusion_core.engine import EngineSettings, InfillEngine
+    from diffusion_core.model.loading import load_model
+    from diffusion_core.train import TrainConfig, train
+    data = tmp_path / "data.txt"
+    data.write_text(TINY_TEXT * 20)
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=2, batch_size=4,
+                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=4, threads=1, attention="prefix-causal")
+    ckpt = train(cfg, progress=False)
+    assert json.loads((ckpt / "config.json").read_text())["diffill_attention"] == "prefix-causal"
+    loaded = load_model(ckpt, precision="fp32")
+    assert loaded.model.denoiser.layout == "prefix-causal"
+    assert InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4)).fill(
+        "def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
+    # continuing the delta keeps its layout unless told otherwise
+    again = train(dataclasses.replace(cfg, init=str(ckpt), out=str(tmp_path / "run2"), steps=1, attention=None),
+                  progress=False)
+    assert json.loads((again / "config.json").read_text())["diffill_attention"] == "prefix-causal"
 
 
 def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suffix(tiny_base, tiny_spec, tmp_path):

@@ -48,4 +48,5 @@ def load_delta_model(path: Path, config: dict):
     model, tokenizer, sha = load_base(base_spec_of(config), fetch=False)
     model = apply_delta(model, path / DELTA_FILE, sha)
     model.config.__dict__.update(config)
+    model.denoiser.set_layout(config.get("diffill_attention", "full"), tokenizer.mask_token_id)
     return model, tokenizer

@@ -7,7 +7,10 @@ grouped-query attention, SwiGLU.
 
 Two things make a left-to-right LM a denoiser (the DiffuLLaMA / Dream recipe):
 
-* attention reads the whole canvas (``causal=False``), padding excluded;
+* attention reads the whole canvas (``causal=False``), padding excluded -- or, with the
+  ``prefix-causal`` layout, only the slots being filled (mask tokens) and the token just before each
+  run of them read everything, while every other token reads the known tokens before it, causally,
+  exactly as in pretraining (so the context keeps the base's states and never depends on the gap);
 * the **shift**: the hidden state at position i-1 predicts the token at i, as in pretraining, so
   the pretrained head's knowledge carries over.  ``denoiser(ids, attention)`` returns the hidden
   states already shifted (row i holds position i-1's state), so ``lm_head(hidden[positions])`` gives
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LAYOUTS = ("full", "prefix-causal")  # attention layouts of the denoiser (config ``diffill_attention``)
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class _Decoder(nn.Module):
         self.layers = nn.ModuleList(_Layer(s) for _ in range(s.num_hidden_layers))
         self.norm = RMSNorm(s.hidden_size, s.rms_norm_eps)
         self.causal = False
+        self.layout, self.mask_id = "full", None  # see set_layout
         self.embedding_override = None  # set by the adapter while training its own token rows
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -160,18 +166,36 @@ class _Decoder(nn.Module):
             x = layer(x, cos, sin, mask, None if cache is None else cache[i])
         return self.norm(x)
 
+    def set_layout(self, layout: str, mask_id: int | None) -> None:
+        """``full`` or ``prefix-causal`` (which needs the id of the mask token, whose slots it finds)."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown attention layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        if layout == "prefix-causal" and mask_id is None:
+            raise ValueError("the prefix-causal layout needs the mask token's id")
+        self.layout, self.mask_id = layout, mask_id
+
     def _attention_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        """Which keys each query reads: every non-padding key (causally if ``causal``); None = all of them."""
+        """Which keys each query reads (B, 1, T, T): every non-padding key, causally if ``causal``, as the
+        layout says otherwise; None = all of them."""
         B, T = input_ids.shape
+        prefix_causal = not self.causal and self.layout == "prefix-causal"
         if attention_mask is None or bool(attention_mask.bool().all()):
-            if not self.causal:
+            if not (self.causal or prefix_causal):
                 return None  # no mask at all: the fast attention kernel
             keep = torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
         else:
             keep = attention_mask.bool()
         mask = keep[:, None, None, :].expand(B, 1, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()  # (T, T)
         if self.causal:
-            mask = mask & torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+            mask = mask & causal
+        elif prefix_causal:
+            slot = input_ids == self.mask_id                                          # (B, T)
+            reads_all = slot.clone()
+            reads_all[:, :-1] |= slot[:, 1:]  # the token before a slot predicts it (the shift)
+            context = ~reads_all
+            # a context query reads context keys at or before it; a slot (or its predictor) reads every key
+            mask = mask & (reads_all[:, None, :, None] | (context[:, None, None, :] & causal))
         # A query row that may read nothing (causal padding) would give NaN; let it read itself.
         return mask | torch.eye(T, dtype=torch.bool, device=input_ids.device)
 
