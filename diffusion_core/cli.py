@@ -372,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--below", type=_probability,
                    help="question a word the model finds less likely than this (default 0.0003, the measured best)")
     p.add_argument("--reading", choices=["visible", "masked"],
-                   help="read each word where it stands (models trained with --substitute) or hidden "
-                        "(default: as the model was trained)")
+                   help="read each word hidden (default: the measured better) or where it stands (one pass; "
+                        "only for models trained with --substitute)")
     p.add_argument("--diff", action="store_true", help="print a unified diff instead of the text")
     p.add_argument("--json", action="store_true", help="print the text and the changes as JSON")
     p.add_argument("-i", "--in-place", action="store_true", help="write the corrected text back to FILE (atomically)")

@@ -349,13 +349,11 @@ class InfillEngine:
         """The words of ``passage`` the model thinks are wrong, replaced (``proofread.py`` says how).
 
         ``below``: a word's probability under which it is questioned (default ``proofread.DEFAULT_BELOW``);
-        ``reading``: ``visible`` or ``masked`` (default: visible for a model trained with replaced-token
-        noise, else masked).
+        ``reading``: ``masked`` (``proofread.DEFAULT_READING``) or ``visible``.
         """
         s = settings or self.settings
         below = proofreading.DEFAULT_BELOW if below is None else below
-        trained_on_substitutions = getattr(self.loaded.model.config, "diffill_substitute", "none") not in ("none", None)
-        reading = reading or ("visible" if trained_on_substitutions else "masked")
+        reading = reading or proofreading.DEFAULT_READING
         if reading not in proofreading.READINGS:
             raise ValueError(f"unknown reading {reading!r}; choose one of {', '.join(proofreading.READINGS)}")
         pieces = proofreading.chunks(passage)

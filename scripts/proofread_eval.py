@@ -33,7 +33,7 @@ from diffusion_core.engine import InfillEngine
 from diffusion_core.model.loading import load_model
 
 WORD = re.compile(r"\w+(?:['’]\w+)*")
-BARS = (0.0003, 0.001, 0.003, 0.01, 0.03)
+BARS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # a visible reading sees the word itself: higher bars
 
 
 def passages(path: str, kind: str, n: int, words: int, rng: random.Random) -> list[tuple[str, list[str]]]:
@@ -118,8 +118,8 @@ def main() -> int:
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.01, 0.05, 0.1])
     ap.add_argument("--errors", nargs="+", choices=["word", "typo"], default=["word", "typo"])
     ap.add_argument("--readings", nargs="+", choices=["visible", "masked"], default=None,
-                    help="default: the model's own (visible if trained with --substitute)")
-    ap.add_argument("--below", type=float, default=max(BARS), help="the run's bar; lower ones are read off it")
+                    help="default: the engine's (masked)")
+    ap.add_argument("--below", type=float, default=0.03, help="the run's bar; lower ones are read off it")
     ap.add_argument("--kinds", nargs="+", default=["prose", "code"])
     ap.add_argument("--threads", type=int)
     ap.add_argument("--seed", type=int, default=0)
@@ -136,7 +136,7 @@ def main() -> int:
                     for reading in readings:
                         t = time.time()
                         out = engine.proofread("", bad, "", below=args.below, reading=reading)
-                        cases.append({"kind": kind, "rate": rate, "error": error, "reading": reading or "model's",
+                        cases.append({"kind": kind, "rate": rate, "error": error, "reading": reading or "default",
                                       "words": len(WORD.findall(bad)), "marks": marks, "passes": out.passes,
                                       "seconds": round(time.time() - t, 2),
                                       "changes": [vars(c) for c in out.changes], "text": bad})
@@ -145,7 +145,7 @@ def main() -> int:
     for c in cases:
         for key in (f"{c['reading']} | {c['kind']} | {c['error']} | {c['rate']}", f"{c['reading']} | all | {c['error']} | {c['rate']}"):
             groups.setdefault(key, []).append(c)
-    table = {key: {str(bar): score(group, bar) for bar in BARS if bar <= args.below} for key, group in groups.items()}
+    table = {key: {str(bar): score(group, bar) for bar in sorted({*BARS, args.below}) if bar <= args.below} for key, group in groups.items()}
     meta = {"model": str(engine.loaded.path), "precision": engine.loaded.precision, "machine": platform.processor()
             or platform.machine(), "date": time.strftime("%Y-%m-%d"), "passages_per_kind": args.passages,
             "seconds": round(time.time() - t0), "mean_passes": round(sum(c["passes"] for c in cases) / max(1, len(cases)), 2),
