@@ -371,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
     p.add_argument("--below", type=_probability,
                    help="question a word the model finds less likely than this (default 0.0003, the measured best)")
-    p.add_argument("--reading", choices=["visible", "masked"],
+    from .proofread import READINGS
+    p.add_argument("--reading", choices=READINGS,
                    help="read each word hidden (default: the measured better) or where it stands (one pass; "
                         "only for models trained with --substitute)")
     p.add_argument("--diff", action="store_true", help="print a unified diff instead of the text")

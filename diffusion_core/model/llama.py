@@ -186,7 +186,8 @@ class _Decoder(nn.Module):
         else:
             keep = attention_mask.bool()
         mask = keep[:, None, None, :].expand(B, 1, T, T)
-        causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()  # (T, T)
+        if self.causal or prefix_causal:
+            causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()  # (T, T)
         if self.causal:
             mask = mask & causal
         elif prefix_causal:
