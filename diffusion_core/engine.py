@@ -19,7 +19,7 @@ import torch
 
 from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill, special_ids
-from .hybrid import ShortRace, rank
+from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
 from .model.loading import LoadedModel
@@ -98,6 +98,7 @@ class InfillEngine:
         self.null_threshold = float(getattr(loaded.model.config, "diffill_null_threshold", 0.5))
         self.short_confidence = float(getattr(loaded.model.config, "diffill_short_confidence",
                                               DEFAULT_SHORT_CONFIDENCE))
+        self.end_check = bool(getattr(loaded.model.config, "diffill_end_check", False))  # hybrid.py says why
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
@@ -180,7 +181,8 @@ class InfillEngine:
 
         Unknown lengths (models with a null token), by ``settings.length_mode``:
         ``hybrid`` (one gap): a marginal row and one row per ``short_lengths`` are denoised in
-        one batch; the most probable short fill wins if its mean token probability reaches
+        one batch; the short fill with the best claim (P(tokens), times P(the gap ends after it) for
+        models with ``diffill_end_check``: one extra pass) wins if its mean token probability reaches
         ``short_confidence`` (a short answer the model is sure of: the case where its length can
         be right at all), else the marginal row does; with one candidate wanted, rows that can no
         longer win stop early (``hybrid.ShortRace``); several gaps use ``marginal``.
@@ -238,10 +240,20 @@ class InfillEngine:
                                   self.null_threshold if s.null_threshold is None else s.null_threshold)
                 forward, settle = rules.forward, rules.settle
             bar = self.short_confidence if s.short_confidence is None else s.short_confidence
-            if mode == "hybrid" and candidates == 1:  # only the winner is wanted: stop rows that cannot win
-                race = ShortRace([c.gaps[0] for c in canvases], bar)
+            ends, check = None, None
+            if mode == "hybrid":
+                if self.end_check:
+                    check = end_check(self._forward, [c.gaps[0] for c in canvases], self.null_id,
+                                      self.tokenizer.mask_token_id, self.tokenizer.pad_token_id)
+                if candidates == 1:  # only the winner is wanted: stop rows that can no longer win
+                    race = ShortRace([c.gaps[0] for c in canvases], bar, check)
             result = denoise(forward, ids, known, self.tokenizer.mask_token_id, cfg, on_step, gen, settle, race)
             passes += result.passes
+            if check is not None:
+                if race is not None and race.ends is not None:
+                    ends, passes = race.ends, passes + race.passes
+                else:
+                    ends, passes = check(result.ids, list(range(len(canvases) - 1))), passes + 1
         fills: list[Fill | None] = []
         for row, canvas in enumerate(canvases):
             if bool(result.retired[row]):
@@ -257,7 +269,7 @@ class InfillEngine:
             fills.append(Fill(texts[0] if n_gaps == 1 else "".join(texts), score, n_tok, passes,
                               sum(b - a for a, b in canvas.gaps), texts))
         if mode == "hybrid":
-            fills = rank([f for f in fills[:-1] if f is not None], fills[-1], bar)
+            fills = rank(fills[:-1], ends, fills[-1], bar)
         else:
             fills.sort(key=lambda f: f.total, reverse=True)  # (rows of one length: the same order as the mean)
         unique: dict[tuple, Fill] = {}

@@ -248,15 +248,78 @@ def test_short_race_picks_the_sure_leader_and_stops_the_rest():
     assert race(ids, masked, conf).tolist() == [False, True, True, False]
 
 
+def test_short_race_waits_for_every_short_row_then_weighs_where_each_ends():
+    """Rows 0..2 hold 1-, 2- and 3-slot gaps at columns 1.., row 3 the marginal one."""
+    import math
+
+    from diffusion_core.hybrid import ShortRace
+    spans = [(1, 2), (1, 3), (1, 4), (1, 9)]
+    calls = []
+
+    def ends(ids, rows):                               # the 3-token fill is where the gap ends
+        calls.append(rows)
+        return [math.log(0.01), math.log(0.01), math.log(0.9)]
+    race = ShortRace(spans, bar=0.3, end_logp=ends)
+    ids = torch.zeros(4, 10, dtype=torch.long)
+    masked = torch.zeros(4, 10, dtype=torch.bool)
+    conf = torch.ones(4, 10)
+    masked[2, 3] = True                                # the 3-slot row is not filled yet: nothing to decide
+    masked[3, 2:9] = True
+    assert race(ids, masked, conf).tolist() == [False] * 4 and not calls
+    masked[2, 3] = False
+    conf[0, 1] = 0.9                                   # the 1-token fill is the most probable ...
+    conf[2, 1:4] = 0.8                                 # ... but the 3-token one ends the gap: it wins
+    assert race(ids, masked, conf).tolist() == [False, False, False, True]
+    assert calls == [[0, 1, 2]] and race.passes == 1
+    assert race(ids, masked, conf).tolist() == [False] * 4 and race.passes == 1  # checked once
+
+
+def test_short_race_lets_the_marginal_row_go_on_when_the_winner_is_unsure():
+    from diffusion_core.hybrid import ShortRace
+    spans = [(1, 2), (1, 9)]
+    race = ShortRace(spans, bar=0.3, end_logp=lambda ids, rows: [0.0])
+    masked = torch.zeros(2, 10, dtype=torch.bool)
+    masked[1, 2:9] = True
+    conf = torch.ones(2, 10)
+    conf[0, 1] = 0.2
+    assert race(torch.zeros(2, 10, dtype=torch.long), masked, conf).tolist() == [False, False]
+
+
+def test_end_check_reads_null_plus_the_text_after_the_gap(engine):
+    """The probe slot sits right after the gap; P(end) = P(null) + P(first token after the gap)."""
+    from diffusion_core.hybrid import end_check
+    tok = engine.tokenizer
+    canvas = build_canvas(tok, ["The quick ", " fox."], [2], 8)
+    a, b = canvas.gaps[0]
+    ids = canvas.ids.clone()[None]
+    ids[0, a:b] = torch.tensor(tok("brown dog", add_special_tokens=False).input_ids[:2])
+    seen = {}
+
+    def forward(probe, slot):
+        seen["probe"], seen["slot"] = probe.clone(), slot.clone()
+        logits = torch.full((int(slot.sum()), len(tok)), -30.0)
+        logits[:, engine.null_id] = 0.0
+        logits[:, int(ids[0, b])] = 0.0                 # the suffix's first token: as likely as null
+        return logits
+    (logp,) = end_check(forward, [(a, b)], engine.null_id, tok.mask_token_id, tok.pad_token_id)(ids, [0])
+    assert abs(logp) < 1e-3                            # the two together hold all the probability
+    probe = seen["probe"][0]
+    assert probe[b] == tok.mask_token_id and seen["slot"][0].nonzero().tolist() == [[b]]
+    assert torch.equal(probe[:b], ids[0, :b]) and torch.equal(probe[b + 1:], ids[0, b:])
+
+
+@pytest.mark.parametrize("end", [False, True])
 @pytest.mark.parametrize("bias", [0.0, 8.0, 100.0])
-def test_the_race_returns_the_full_runs_winner(tiny_loaded, bias):
-    """Unsure (random head), fairly sure and certain of one token: the race changes the cost, not the answer."""
+def test_the_race_returns_the_full_runs_winner(tiny_loaded, bias, end):
+    """Unsure (random head), fairly sure and certain of one token, with and without the end check: the race
+    changes the cost, not the answer."""
     word = tiny_loaded.tokenizer("fox", add_special_tokens=False).input_ids[0]
     head = _head_bias(tiny_loaded)
     saved = head.data.clone()
     try:
         head.data[word] += bias
         engine = InfillEngine(tiny_loaded, EngineSettings(threshold=None))
+        engine.end_check = end
         raced = engine.fill("The quick ", " jumps over it.")[0]               # one candidate: the race runs
         full = engine.fill("The quick ", " jumps over it.", candidates=4)[0]  # alternatives wanted: no race
         assert (raced.text, raced.slots, raced.score) == (full.text, full.slots, full.score)
