@@ -85,9 +85,10 @@ class ShortRace:
             if not done:
                 return stop
             lead = max(done, key=total.get)                             # first of equals, as rank sorts
-            contenders = [r for r in shorts if r not in done and total[r] >= total[lead]]
-            for r in shorts:
-                stop[r] = r not in done and r not in contenders
+            open_ = [r for r in shorts if r not in done]
+            contenders = [r for r in open_ if total[r] >= total[lead]]
+            for r in open_:
+                stop[r] = total[r] < total[lead]                        # it can no longer win
         else:
             if self.ends is not None or len(done) < len(shorts):
                 return stop
