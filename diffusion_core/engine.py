@@ -19,6 +19,7 @@ import torch
 
 from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill, special_ids
+from .cut import grow
 from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
@@ -28,8 +29,9 @@ from .null_rules import NullRules
 from .sampler import Cancelled, SamplerConfig, denoise
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
-LENGTH_MODES = ("hybrid", "marginal", "slots", "probe")
+LENGTH_MODES = ("grow", "hybrid", "marginal", "slots", "probe")
 DEFAULT_SHORT_CONFIDENCE = 0.3
+GROW_WINDOW = 3  # grow mode: masked slots ahead of the fill (cut.py says why a short window)
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -201,7 +203,9 @@ class InfillEngine:
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         mode = s.length_mode if lengths is None else "given"
-        if mode == "hybrid" and (n_gaps > 1 or self.null_id is None):
+        if mode == "grow" and n_gaps == 1:
+            return self._fill_grow(pieces, candidates, on_step, s, inline[0])
+        if mode in ("hybrid", "grow") and (n_gaps > 1 or self.null_id is None):
             mode = "marginal"
         with self._lock:
             passes = 0
@@ -276,6 +280,37 @@ class InfillEngine:
         for f in fills:
             unique.setdefault(tuple(f.texts), f)
         return list(unique.values())[:max(1, candidates)]
+
+    def _fill_grow(self, pieces: list[str], candidates: int, on_step, s: EngineSettings, inline: bool) -> list[Fill]:
+        """One gap of unknown length by the ``grow`` mode (cut.py): written in reading order, up to
+        ``min(max_tokens, null_slots)`` tokens, and cut at the best-claimed lengths."""
+        longest = min(s.max_tokens, s.null_slots)
+        with self._lock:
+            canvas = build_canvas(self.tokenizer, pieces, [1], self._context(s, longest + GROW_WINDOW, 1))
+            (a, b), ids = canvas.gaps[0], canvas.ids
+            control = set(self._control.tolist())
+            ends = [i for i in (self.null_id, int(ids[b]) if b < len(ids) else None) if i is not None
+                    and i not in control]                                  # null, the suffix's first token
+            never = ends  # the end tokens mean the end: a fill never writes them
+            ban = None
+            if inline:
+                def ban(logits: torch.Tensor, filled: int) -> torch.Tensor:
+                    breaks, blank = self._tests(logits.shape[-1])
+                    logits = logits.masked_fill(breaks, float("-inf"))
+                    if filled == 0:
+                        logits[0] = logits[0].masked_fill(blank, float("-inf"))
+                    return logits
+            sure = s.threshold if s.strategy == "diffusion" else None
+            grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, never, longest,
+                         GROW_WINDOW, sure, ban, on_step, keep=max(1, candidates))
+        fills, broken = [], []
+        for length in grown.best(len(grown.claims)):
+            text, n = self._text_of(grown.tokens[:length], canvas.anchors[0])
+            text = fit(pieces[0], text, pieces[1])
+            fill = Fill(text, sum(grown.logp[:length]) / length, n, grown.passes, length, [text])
+            # a cut inside a character's bytes (or before any text) is a last resort
+            (broken if "\ufffd" in text or not text.strip() else fills).append(fill)
+        return (fills + broken)[:max(1, candidates)]
 
     @staticmethod
     def _length_plans(scores: list[dict[int, float]], best: list[int], n: int) -> list[list[int]]:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffusion_core.engine import EngineSettings, InfillEngine
+from diffusion_core.engine import LENGTH_MODES, EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
 from diffusion_core.model.loading import load_model
 
@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--length-mode", default=EngineSettings().length_mode, choices=LENGTH_MODES,
+                    help="how the engine chooses an unknown length (default: the engine's)")
     ap.add_argument("--length-modes", action="store_true",
                     help="also the other unknown-length modes (marginal, slots, probe)")
     ap.add_argument("--old", help="an earlier report (JSON) of the model a new default must beat")
@@ -141,7 +143,8 @@ def main(argv=None) -> int:
     for name, strategy, oracle in runs:
         preds: list = []
         t0 = time.time()
-        runner, settings = engine, EngineSettings(strategy=strategy) if strategy in STRATEGIES[:3] else None
+        runner, settings = engine, EngineSettings(strategy=strategy, length_mode=args.length_mode) \
+            if strategy in STRATEGIES[:3] else None
         if strategy == "autoregressive":
             runner, settings = baseline, EngineSettings()
         elif settings is None:
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
                                                                ensure_ascii=False))  # survives an interruption
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
             f"{args.threads} threads", "model": str(engine.loaded.path), "items": len(items),
-            "precision": engine.loaded.precision, "settings": repr(EngineSettings()),
+            "precision": engine.loaded.precision, "settings": repr(EngineSettings(length_mode=args.length_mode)),
             "length_beta": engine.beta, "null_threshold": engine.null_threshold,
             "short_confidence": engine.short_confidence}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "results": results, "predictions": samples},

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -354,3 +356,65 @@ def test_control_tokens_are_never_written(engine):
     for prefix in ("The quick brown", "def f(x):\n    return", "Hello", ""):
         for fill in engine.fill(prefix, " and then", candidates=3):
             assert not any(n in fill.text for n in names), fill.text
+
+
+def _scripted(table):
+    """A forward whose next-token odds depend only on how many tokens precede the window (cut.grow's
+    contract: the window's slots are the True positions). ``table[n]`` gives per slot a dict id -> prob."""
+    def forward(ids, positions):
+        start = int(positions[0].nonzero()[0])
+        n = start - 2                                   # the canvas is [before (2 ids)] + fill + window + after
+        rows = []
+        for k in range(int(positions.sum())):
+            probs = torch.full((6,), 1e-6)
+            for i, p in table(n, k).items():
+                probs[i] = p
+            rows.append(probs.log())
+        return torch.stack(rows)
+    return forward
+
+
+NULL, AFTER = 5, 4                                      # ids of the null token and of the text after the gap
+
+
+def test_grow_stops_where_the_gap_ends():
+    """Two sure tokens, then the text after the gap is what comes: the fill is those two, found early."""
+    from diffusion_core.cut import grow
+
+    def table(n, k):
+        return {1: 0.9, AFTER: 0.05} if n + k < 2 else {AFTER: 0.8, 2: 0.15}
+    grown = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER, 0]), 9, [NULL, AFTER], [NULL], 12)
+    assert grown.tokens[:2] == [1, 1] and grown.best() == [2]
+    # the pass after two tokens scores ending there; the token it commits costs more than ending: done
+    assert grown.passes == 3 and set(grown.claims) == {1, 2}
+
+
+def test_grow_never_writes_the_null_and_reads_it_as_an_end():
+    from diffusion_core.cut import grow
+
+    def table(n, k):
+        return {NULL: 0.7, 2: 0.2, 3: 0.1}
+    grown = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([0]), 9, [NULL], [NULL], 8)
+    assert NULL not in grown.tokens and grown.best() == [1]
+
+
+def test_grow_commits_sure_slots_in_parallel_and_scores_only_lengths_it_read():
+    from diffusion_core.cut import grow
+
+    def table(n, k):
+        return {1: 0.95, AFTER: 0.04}
+    grown = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER]), 9, [NULL, AFTER], [NULL], 6,
+                 window=3, threshold=0.9)
+    assert grown.tokens == [1] * 6
+    assert grown.passes == 3                            # 3 + 3 tokens, then one pass reads the end after 6
+    assert set(grown.claims) == {3, 6}                  # lengths 1, 2, 4, 5 were committed beside the next slot
+
+
+def test_grow_mode_fills_one_gap_within_its_line(engine):
+    s = EngineSettings(length_mode="grow")
+    fills = engine.fill("x = ", "\nprint(x)", candidates=3, settings=s)
+    assert 1 <= len(fills) <= 3 and all("\n" not in f.text for f in fills)  # (a random model writes byte soup)
+    assert all(1 <= f.tokens <= s.null_slots for f in fills)
+    assert len({f.slots for f in fills}) == len(fills)  # the candidates are different cuts
+    two = engine.fill_gaps(["The ", " fox ", "."], settings=replace(s, null_slots=6))  # several gaps: null slots
+    assert len(two[0].texts) == 2
