@@ -25,8 +25,9 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
                    help="re-mask a committed token whose probability later falls below P, once per slot "
                         "(for models trained with --substitute; off by default)")
     g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
-    g.add_argument("--length-mode", choices=["hybrid", "marginal", "slots", "probe"], default="hybrid",
-                   help="unknown length: a short fill the model is sure of, else the marginal fill (hybrid); "
+    g.add_argument("--length-mode", choices=["grow", "hybrid", "marginal", "slots", "probe"], default=None,
+                   help="unknown length (default: the model's choice): write in reading order and cut where the "
+                        "model says the gap ends (grow); a short fill the model is sure of, else the marginal fill (hybrid); "
                         "read it off the null probabilities of padded slots (marginal), "
                         "denoise the padded slots directly (slots), or probe candidate lengths (probe)")
     g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (hybrid's marginal row, marginal and slots modes)")

@@ -19,7 +19,7 @@ import torch
 
 from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill, special_ids
-from .cut import grow
+from .cut import Grown, grow
 from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
@@ -50,13 +50,16 @@ class EngineSettings:
                                        # (for models trained with replaced-token noise; off until measured)
     context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
     max_tokens: int = 32              # longest gap probed when the length is unknown
-    length_mode: str = "hybrid"       # unknown length: hybrid | marginal | slots | probe (see fill_gaps)
+    length_mode: str | None = None    # unknown length: grow | hybrid | marginal | slots | probe (see fill_gaps);
+                                      # None: the model's diffill_length_mode, else hybrid
     null_slots: int = 16              # hybrid, marginal and slots modes: slots per gap (capped by max_tokens)
     null_threshold: float | None = None  # marginal mode: a slot this likely null ends the gap (None: the
                                          # model's calibrated diffill_null_threshold, else 0.5)
     short_lengths: tuple[int, ...] = (1, 2, 3)  # hybrid mode: short lengths filled beside the marginal row
     short_confidence: float | None = None  # hybrid mode: a short fill whose mean token probability reaches
                                            # this wins (None: the model's diffill_short_confidence, else 0.3)
+    grow_bonus: float | None = None   # grow mode: nats added to a fill's claim per token (None: the model's
+                                      # calibrated diffill_grow_bonus, else 0)
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
@@ -67,7 +70,7 @@ class EngineSettings:
             raise ValueError("max_tokens and null_slots must be >= 1 and context_tokens >= 0")
         if not self.short_lengths or min(self.short_lengths) < 1:
             raise ValueError("short_lengths must be a non-empty list of lengths >= 1")
-        if self.length_mode not in LENGTH_MODES:
+        if self.length_mode is not None and self.length_mode not in LENGTH_MODES:
             raise ValueError(f"unknown length mode {self.length_mode!r}; choose one of {', '.join(LENGTH_MODES)}")
         SamplerConfig(order=self.order, revise_below=self.revise_below)
 
@@ -100,6 +103,11 @@ class InfillEngine:
         self.null_threshold = float(getattr(loaded.model.config, "diffill_null_threshold", 0.5))
         self.short_confidence = float(getattr(loaded.model.config, "diffill_short_confidence",
                                               DEFAULT_SHORT_CONFIDENCE))
+        self.length_mode = str(getattr(loaded.model.config, "diffill_length_mode", "hybrid"))
+        if self.length_mode not in LENGTH_MODES:
+            raise ValueError(f"{loaded.path}: config.json's diffill_length_mode {self.length_mode!r} is not one of "
+                             f"{', '.join(LENGTH_MODES)}")
+        self.grow_bonus = float(getattr(loaded.model.config, "diffill_grow_bonus", 0.0))
         self.end_check = bool(getattr(loaded.model.config, "diffill_end_check", False))  # hybrid.py says why
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
@@ -202,7 +210,7 @@ class InfillEngine:
         inline = [stays_in_line(p) for p in pieces[1:]] if inline is None else list(inline)
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
-        mode = s.length_mode if lengths is None else "given"
+        mode = (s.length_mode or self.length_mode) if lengths is None else "given"
         if mode == "grow" and n_gaps == 1:
             return self._fill_grow(pieces, candidates, on_step, s, inline[0])
         if mode in ("hybrid", "grow") and (n_gaps > 1 or self.null_id is None):
@@ -281,9 +289,10 @@ class InfillEngine:
             unique.setdefault(tuple(f.texts), f)
         return list(unique.values())[:max(1, candidates)]
 
-    def _fill_grow(self, pieces: list[str], candidates: int, on_step, s: EngineSettings, inline: bool) -> list[Fill]:
-        """One gap of unknown length by the ``grow`` mode (cut.py): written in reading order, up to
-        ``min(max_tokens, null_slots)`` tokens, and cut at the best-claimed lengths."""
+    def grow_row(self, pieces: list[str], s: EngineSettings, inline: bool, keep: int = 1,
+                 on_step: Callable | None = None) -> tuple[Grown, Callable[[int], str]]:
+        """The ``grow`` mode's row for one gap (cut.py): its tokens, the claim of every length it scored
+        (``keep``: how many lengths must stay scorable), and the fitted text of a cut at any length."""
         longest = min(s.max_tokens, s.null_slots)
         with self._lock:
             canvas = build_canvas(self.tokenizer, pieces, [1], self._context(s, longest + GROW_WINDOW, 1))
@@ -291,7 +300,6 @@ class InfillEngine:
             control = set(self._control.tolist())
             ends = [i for i in (self.null_id, int(ids[b]) if b < len(ids) else None) if i is not None
                     and i not in control]                                  # null, the suffix's first token
-            never = ends  # the end tokens mean the end: a fill never writes them
             ban = None
             if inline:
                 def ban(logits: torch.Tensor, filled: int) -> torch.Tensor:
@@ -301,12 +309,22 @@ class InfillEngine:
                         logits[0] = logits[0].masked_fill(blank, float("-inf"))
                     return logits
             sure = s.threshold if s.strategy == "diffusion" else None
-            grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, never, longest,
-                         GROW_WINDOW, sure, ban, on_step, keep=max(1, candidates))
+            bonus = self.grow_bonus if s.grow_bonus is None else s.grow_bonus
+            # the end tokens mean the end: a fill never writes them
+            grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
+                         GROW_WINDOW, sure, ban, on_step, keep, bonus)
+
+        def text_at(length: int) -> str:
+            return fit(pieces[0], self._text_of(grown.tokens[:length], canvas.anchors[0])[0], pieces[1])
+        return grown, text_at
+
+    def _fill_grow(self, pieces: list[str], candidates: int, on_step, s: EngineSettings, inline: bool) -> list[Fill]:
+        """One gap of unknown length by the ``grow`` mode, the best-claimed cuts first."""
+        grown, text_at = self.grow_row(pieces, s, inline, max(1, candidates), on_step)
         fills, broken = [], []
         for length in grown.best(len(grown.claims)):
-            text, n = self._text_of(grown.tokens[:length], canvas.anchors[0])
-            text = fit(pieces[0], text, pieces[1])
+            text = text_at(length)
+            n = sum(1 for t in grown.tokens[:length] if t != self.null_id)
             fill = Fill(text, sum(grown.logp[:length]) / length, n, grown.passes, length, [text])
             # a cut inside a character's bytes (or before any text) is a last resort
             (broken if "\ufffd" in text or not text.strip() else fills).append(fill)

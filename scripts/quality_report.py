@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    ap.add_argument("--length-mode", default=EngineSettings().length_mode, choices=LENGTH_MODES,
-                    help="how the engine chooses an unknown length (default: the engine's)")
+    ap.add_argument("--length-mode", choices=LENGTH_MODES,
+                    help="how the engine chooses an unknown length (default: the model's)")
     ap.add_argument("--length-modes", action="store_true",
                     help="also the other unknown-length modes (marginal, slots, probe)")
     ap.add_argument("--old", help="an earlier report (JSON) of the model a new default must beat")
@@ -157,6 +157,7 @@ def main(argv=None) -> int:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
             f"{args.threads} threads", "model": str(engine.loaded.path), "items": len(items),
             "precision": engine.loaded.precision, "settings": repr(EngineSettings(length_mode=args.length_mode)),
+            "length_mode": args.length_mode or engine.length_mode,
             "length_beta": engine.beta, "null_threshold": engine.null_threshold,
             "short_confidence": engine.short_confidence}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "results": results, "predictions": samples},

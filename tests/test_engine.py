@@ -418,3 +418,19 @@ def test_grow_mode_fills_one_gap_within_its_line(engine):
     assert len({f.slots for f in fills}) == len(fills)  # the candidates are different cuts
     two = engine.fill_gaps(["The ", " fox ", "."], settings=replace(s, null_slots=6))  # several gaps: null slots
     assert len(two[0].texts) == 2
+
+
+def test_the_model_chooses_its_length_mode_and_a_bad_choice_is_a_clear_error(tiny_loaded):
+    config = tiny_loaded.model.config
+    try:
+        config.diffill_length_mode = "grow"
+        engine = InfillEngine(tiny_loaded)
+        assert engine.length_mode == "grow"
+        fill = engine.fill("The quick ", " jumps.", candidates=2)
+        assert len({f.slots for f in fill}) == len(fill)                 # grow's cuts, not hybrid's rows
+        assert engine.fill("The quick ", " jumps.", settings=EngineSettings(length_mode="hybrid"))[0].slots in (1, 2, 3, 16)
+        config.diffill_length_mode = "guess"
+        with pytest.raises(ValueError, match="diffill_length_mode 'guess'"):
+            InfillEngine(tiny_loaded)
+    finally:
+        del config.diffill_length_mode
