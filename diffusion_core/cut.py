@@ -16,7 +16,9 @@ slot after it as with three or twelve; P(null) alone carries no signal.
 The canvas always holds the fill so far and ``window`` masked slots before
 the suffix: a short gap, as the model sees one, whatever the length turns
 out to be (a 17-slot row makes it write as if the gap were long: `The quick
-brown fox and the lazy dog.`).  Each pass reads those slots, takes P(end)
+brown fox and the lazy dog.`).  Two slots measured best (300 dev gaps:
+exact match 18.0, 19.33 and 18.0 % with one, two and three; one slot writes
+as if every gap were about to end, three let identifiers run on).  Each pass reads those slots, takes P(end)
 at the first one, commits its token (never the null) and also the slots
 after it that the model is sure of (parallel decoding, as in Fast-dLLM);
 the window then slides on.  Every length is scored on the passes the fill

@@ -31,7 +31,7 @@ from .sampler import Cancelled, SamplerConfig, denoise
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 LENGTH_MODES = ("grow", "hybrid", "marginal", "slots", "probe")
 DEFAULT_SHORT_CONFIDENCE = 0.3
-GROW_WINDOW = 3  # grow mode: masked slots ahead of the fill (cut.py says why a short window)
+GROW_WINDOW = 2  # grow mode: masked slots ahead of the fill (cut.py says why a short window; README: 2 measured best)
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -189,7 +189,9 @@ class InfillEngine:
         Fills join the text as ``joining.py`` says: ``inline`` (per gap; default: whether text follows the gap
         on its line) keeps a gap's fill within its line and non-empty, and every text is fitted to its sides.
 
-        Unknown lengths (models with a null token), by ``settings.length_mode``:
+        Unknown lengths (models with a null token), by ``settings.length_mode`` (None: the model's own):
+        ``grow``: written in reading order with a few masked slots ahead, cut at the length with the
+        best P(tokens) x P(the gap ends there) (cut.py); several gaps one after another from the left.
         ``hybrid`` (one gap): a marginal row and one row per ``short_lengths`` are denoised in
         one batch; the short fill with the best claim (P(tokens), times P(the gap ends after it) for
         models with ``diffill_end_check``: one extra pass) wins if its mean token probability reaches
@@ -211,9 +213,9 @@ class InfillEngine:
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         mode = (s.length_mode or self.length_mode) if lengths is None else "given"
-        if mode == "grow" and n_gaps == 1:
-            return self._fill_grow(pieces, candidates, on_step, s, inline[0])
-        if mode in ("hybrid", "grow") and (n_gaps > 1 or self.null_id is None):
+        if mode == "grow":
+            return self._fill_grow(pieces, candidates, on_step, s, inline)
+        if mode == "hybrid" and (n_gaps > 1 or self.null_id is None):
             mode = "marginal"
         with self._lock:
             passes = 0
@@ -291,11 +293,13 @@ class InfillEngine:
 
     def grow_row(self, pieces: list[str], s: EngineSettings, inline: bool, keep: int = 1,
                  on_step: Callable | None = None) -> tuple[Grown, Callable[[int], str]]:
-        """The ``grow`` mode's row for one gap (cut.py): its tokens, the claim of every length it scored
-        (``keep``: how many lengths must stay scorable), and the fitted text of a cut at any length."""
+        """The ``grow`` mode's row for the first gap of ``pieces`` (cut.py; later gaps are shown to the
+        model as masked slots): its tokens, the claim of every length it scored (``keep``: how many
+        lengths must stay scorable), and the fitted text of a cut at any length."""
         longest = min(s.max_tokens, s.null_slots)
         with self._lock:
-            canvas = build_canvas(self.tokenizer, pieces, [1], self._context(s, longest + GROW_WINDOW, 1))
+            ctx = self._context(s, longest + GROW_WINDOW * (len(pieces) - 1), len(pieces) - 1)
+            canvas = build_canvas(self.tokenizer, pieces, [1] + [GROW_WINDOW] * (len(pieces) - 2), ctx, ctx)
             (a, b), ids = canvas.gaps[0], canvas.ids
             control = set(self._control.tolist())
             ends = [i for i in (self.null_id, int(ids[b]) if b < len(ids) else None) if i is not None
@@ -318,17 +322,29 @@ class InfillEngine:
             return fit(pieces[0], self._text_of(grown.tokens[:length], canvas.anchors[0])[0], pieces[1])
         return grown, text_at
 
-    def _fill_grow(self, pieces: list[str], candidates: int, on_step, s: EngineSettings, inline: bool) -> list[Fill]:
-        """One gap of unknown length by the ``grow`` mode, the best-claimed cuts first."""
-        grown, text_at = self.grow_row(pieces, s, inline, max(1, candidates), on_step)
-        fills, broken = [], []
-        for length in grown.best(len(grown.claims)):
-            text = text_at(length)
-            n = sum(1 for t in grown.tokens[:length] if t != self.null_id)
-            fill = Fill(text, sum(grown.logp[:length]) / length, n, grown.passes, length, [text])
-            # a cut inside a character's bytes (or before any text) is a last resort
-            (broken if "\ufffd" in text or not text.strip() else fills).append(fill)
-        return (fills + broken)[:max(1, candidates)]
+    def _fill_grow(self, pieces: list[str], candidates: int, on_step, s: EngineSettings,
+                   inline: Sequence[bool]) -> list[Fill]:
+        """Gaps of unknown length by the ``grow`` mode, one after another from the left (each sees the
+        fills before it); with one gap, the ``candidates`` best-claimed cuts."""
+        keep = max(1, candidates) if len(pieces) == 2 else 1
+        done, texts, passes, lengths, logps, n_tok = pieces[0], [], 0, 0, [], 0
+        for g in range(len(pieces) - 1):
+            grown, text_at = self.grow_row([done, *pieces[g + 1:]], s, inline[g], keep, on_step)
+            fills, broken = [], []
+            for length in grown.best(len(grown.claims)):
+                text = text_at(length)
+                # a cut inside a character's bytes (or before any text) is a last resort
+                (broken if "\ufffd" in text or not text.strip() else fills).append((text, length))
+            ranked = (fills + broken)[:keep]
+            passes += grown.passes
+            if len(pieces) == 2:
+                return [Fill(text, sum(grown.logp[:L]) / L, L, passes, L, [text]) for text, L in ranked]
+            text, length = ranked[0]
+            texts.append(text)
+            logps += grown.logp[:length]
+            lengths += length
+            done += text + pieces[g + 1]
+        return [Fill("".join(texts), sum(logps) / max(1, len(logps)), lengths, passes, lengths, texts)]
 
     @staticmethod
     def _length_plans(scores: list[dict[int, float]], best: list[int], n: int) -> list[list[int]]:
