@@ -434,3 +434,10 @@ def test_the_model_chooses_its_length_mode_and_a_bad_choice_is_a_clear_error(tin
             InfillEngine(tiny_loaded)
     finally:
         del config.diffill_length_mode
+
+
+def test_grow_continues_text_with_nothing_after_it(engine):
+    """No suffix: only the null token can say the text ends; the fill still stops within its bound."""
+    s = EngineSettings(length_mode="grow", null_slots=5)
+    fill = engine.continue_text("Masked diffusion fills", settings=s)[0]
+    assert 1 <= fill.slots <= 5 and fill.passes <= 6
