@@ -58,8 +58,6 @@ class EngineSettings:
     short_lengths: tuple[int, ...] = (1, 2, 3)  # hybrid mode: short lengths filled beside the marginal row
     short_confidence: float | None = None  # hybrid mode: a short fill whose mean token probability reaches
                                            # this wins (None: the model's diffill_short_confidence, else 0.3)
-    grow_bonus: float | None = None   # grow mode: nats added to a fill's claim per token (None: the model's
-                                      # calibrated diffill_grow_bonus, else 0)
     length_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     seed: int = 0
 
@@ -107,7 +105,6 @@ class InfillEngine:
         if self.length_mode not in LENGTH_MODES:
             raise ValueError(f"{loaded.path}: config.json's diffill_length_mode {self.length_mode!r} is not one of "
                              f"{', '.join(LENGTH_MODES)}")
-        self.grow_bonus = float(getattr(loaded.model.config, "diffill_grow_bonus", 0.0))
         self.end_check = bool(getattr(loaded.model.config, "diffill_end_check", False))  # hybrid.py says why
         max_pos = getattr(loaded.model.config, "max_position_embeddings", 512) or 512
         self.max_positions = int(max_pos)
@@ -291,7 +288,7 @@ class InfillEngine:
             unique.setdefault(tuple(f.texts), f)
         return list(unique.values())[:max(1, candidates)]
 
-    def grow_row(self, pieces: list[str], s: EngineSettings, inline: bool, keep: int = 1,
+    def _grow_row(self, pieces: list[str], s: EngineSettings, inline: bool, keep: int = 1,
                  on_step: Callable | None = None) -> tuple[Grown, Callable[[int], str]]:
         """The ``grow`` mode's row for the first gap of ``pieces`` (cut.py; later gaps are shown to the
         model as masked slots): its tokens, the claim of every length it scored (``keep``: how many
@@ -313,10 +310,9 @@ class InfillEngine:
                         logits[0] = logits[0].masked_fill(blank, float("-inf"))
                     return logits
             sure = s.threshold if s.strategy == "diffusion" else None
-            bonus = self.grow_bonus if s.grow_bonus is None else s.grow_bonus
             # the end tokens mean the end: a fill never writes them
             grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
-                         GROW_WINDOW, sure, ban, on_step, keep, bonus)
+                         GROW_WINDOW, sure, ban, on_step, keep)
 
         def text_at(length: int) -> str:
             return fit(pieces[0], self._text_of(grown.tokens[:length], canvas.anchors[0])[0], pieces[1])
@@ -329,7 +325,7 @@ class InfillEngine:
         keep = max(1, candidates) if len(pieces) == 2 else 1
         done, texts, passes, lengths, logps, n_tok = pieces[0], [], 0, 0, [], 0
         for g in range(len(pieces) - 1):
-            grown, text_at = self.grow_row([done, *pieces[g + 1:]], s, inline[g], keep, on_step)
+            grown, text_at = self._grow_row([done, *pieces[g + 1:]], s, inline[g], keep, on_step)
             fills, broken = [], []
             for length in grown.best(len(grown.claims)):
                 text = text_at(length)

@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from diffusion_core.engine import EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
-from diffusion_core.joining import stays_in_line
 from diffusion_core.model.loading import load_model
 
 
@@ -77,33 +76,6 @@ def sweep_hybrid(engine, items, thresholds, bars) -> tuple[tuple[float, float], 
     return max(grid, key=lambda k: grid[k]), grid, by_kind
 
 
-def sweep_grow(engine, items, bonuses) -> tuple[float, dict, dict]:
-    """Best per-token bonus of the grow mode by exact match then similarity; figures overall and per kind.
-
-    One run per gap: the row is written to its full length with every length scored (the tokens do not
-    depend on the bonus, only where the row is cut), and each bonus's cut is read off the same claims."""
-    base = EngineSettings(length_mode="grow", grow_bonus=0.0)
-    longest = min(base.max_tokens, base.null_slots)
-    rows = []
-    for item in tqdm(items, file=sys.stderr, unit="gap", dynamic_ncols=True):
-        pieces = [item["prefix"], item["suffix"]]
-        rows.append(engine.grow_row(pieces, base, stays_in_line(item["suffix"]), keep=longest))
-    grid, by_kind = {}, {}
-    for bonus in bonuses:
-        scored = []
-        for it, (grown, text_at) in zip(items, rows):
-            ranked = grown.rescored(bonus).best(longest)
-            texts = [text_at(L) for L in ranked]
-            text = next((t for t in texts if t.strip() and "\ufffd" not in t), texts[0] if texts else "")
-            scored.append(dict(score_one(text, it["answer"]), kind=it["kind"]))
-        grid[bonus] = _figures(scored)
-        by_kind[bonus] = {k: _figures([r for r in scored if r["kind"] == k])
-                          for k in dict.fromkeys(it["kind"] for it in items)}
-        print(f"grow bonus {bonus}: exact {grid[bonus][0]} char_sim {grid[bonus][1]} {by_kind[bonus]}",
-              file=sys.stderr)
-    return max(grid, key=lambda k: grid[k]), grid, by_kind
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
@@ -115,9 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--short-confidences", type=float, nargs="+",
                     default=[0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
                     help="short-fill bars (1.0: a short fill wins only when certain)")
-    ap.add_argument("--grow-bonuses", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
-                    help="grow-mode per-token bonuses to sweep (none: keep the model's)")
-    ap.add_argument("--modes", nargs="+", default=["probe", "hybrid", "grow"], choices=["probe", "hybrid", "grow"],
+    ap.add_argument("--modes", nargs="+", default=["probe", "hybrid"], choices=["probe", "hybrid"],
                     help="which length modes to calibrate")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, leave config.json alone")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (1 beside a training run on 2 cores: "
@@ -133,15 +103,11 @@ def main(argv=None) -> int:
         (null_t, short_c), grid, by_kind = sweep_hybrid(engine, items, args.null_thresholds, args.short_confidences)
         out.update(null_threshold=null_t, short_confidence=short_c, pair_scores={str(k): v for k, v in grid.items()},
                    pair_exact_by_kind={str(k): v for k, v in by_kind.items()})
-    if args.grow_bonuses and "grow" in args.modes:
-        bonus, grid, by_kind = sweep_grow(engine, items, args.grow_bonuses)
-        out.update(grow_bonus=bonus, grow_scores={str(k): v for k, v in grid.items()},
-                   grow_by_kind={str(k): v for k, v in by_kind.items()})
     if not args.dry_run:
         cfg_path = args.model / "config.json"
         cfg = json.loads(cfg_path.read_text())
         for key, name in (("beta", "diffill_length_beta"), ("null_threshold", "diffill_null_threshold"),
-                          ("short_confidence", "diffill_short_confidence"), ("grow_bonus", "diffill_grow_bonus")):
+                          ("short_confidence", "diffill_short_confidence")):
             if key in out:
                 cfg[name] = out[key]
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
