@@ -154,3 +154,12 @@ def _spliced(text, changes):
         yield c["new"]
         at = c["end"]
     yield text[at:]
+
+
+def test_the_cli_offers_every_length_mode_and_leaves_the_choice_to_the_model():
+    """The parser is built without importing torch, so it spells the modes out; they must stay the engine's."""
+    from diffusion_core.cli import build_parser
+    from diffusion_core.engine import LENGTH_MODES
+    fill = next(a for a in build_parser()._subparsers._group_actions[0].choices["fill"]._actions
+                if a.dest == "length_mode")
+    assert sorted(fill.choices) == sorted(LENGTH_MODES) and fill.default is None
