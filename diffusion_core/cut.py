@@ -36,8 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-# forward(ids (1, T), positions (1, T) bool) -> logits (N, V) at the N True positions, left to right.
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from .sampler import Forward  # here over one row: (1, T) ids and positions
 
 
 @dataclass

@@ -171,10 +171,14 @@ class InfillEngine:
 
         def banned(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
             logits = forward(ids, positions)                           # (N, V)
-            breaks, blank = self._tests(logits.shape[-1])
-            ban = (line_slots[positions][:, None] & breaks) | (first_slots[positions][:, None] & blank)
+            ban = self._line_bans(logits.shape[-1], line_slots[positions], first_slots[positions])
             return logits.masked_fill(ban, float("-inf"))
         return banned
+
+    def _line_bans(self, vocab: int, line: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """(N, V) tokens banned at N slots: line breaks where ``line`` (N,), blank tokens where ``first`` (N,)."""
+        breaks, blank = self._tests(vocab)
+        return (line[:, None] & breaks) | (first[:, None] & blank)
 
     # -- jobs -----------------------------------------------------------------
     @torch.no_grad()
@@ -304,11 +308,10 @@ class InfillEngine:
             ban = None
             if inline:
                 def ban(logits: torch.Tensor, filled: int) -> torch.Tensor:
-                    breaks, blank = self._tests(logits.shape[-1])
-                    logits = logits.masked_fill(breaks, float("-inf"))
-                    if filled == 0:
-                        logits[0] = logits[0].masked_fill(blank, float("-inf"))
-                    return logits
+                    first = torch.zeros(logits.shape[0], dtype=torch.bool)
+                    first[0] = filled == 0
+                    return logits.masked_fill(self._line_bans(logits.shape[-1], torch.ones_like(first), first),
+                                              float("-inf"))
             sure = s.threshold if s.strategy == "diffusion" else None
             # the end tokens mean the end: a fill never writes them
             grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
@@ -323,7 +326,7 @@ class InfillEngine:
         """Gaps of unknown length by the ``grow`` mode, one after another from the left (each sees the
         fills before it); with one gap, the ``candidates`` best-claimed cuts."""
         keep = max(1, candidates) if len(pieces) == 2 else 1
-        done, texts, passes, lengths, logps, n_tok = pieces[0], [], 0, 0, [], 0
+        done, texts, passes, lengths, logps = pieces[0], [], 0, 0, []
         for g in range(len(pieces) - 1):
             grown, text_at = self._grow_row([done, *pieces[g + 1:]], s, inline[g], keep, on_step)
             fills, broken = [], []

@@ -176,7 +176,7 @@ def denoise(forward: Forward, ids: torch.Tensor, known: torch.Tensor, mask_id: i
         need = _commit_count(initial, masked.sum(1), min(step, cfg.steps), cfg, schedule)  # (B,)
         ranks = grid_score.argsort(dim=1, descending=True).argsort(dim=1)  # (B, T): 0 = best
         commit = masked & (ranks < need[:, None])
-        if cfg.threshold is not None:
+        if cfg.threshold is not None and cfg.order != "left-to-right":
             commit |= masked & (grid_conf >= cfg.threshold)
         ids[commit] = grid_token[commit]
         confidence[commit] = grid_conf[commit]

@@ -87,8 +87,6 @@ def main(argv=None) -> int:
     ap.add_argument("--short-confidences", type=float, nargs="+",
                     default=[0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
                     help="short-fill bars (1.0: a short fill wins only when certain)")
-    ap.add_argument("--modes", nargs="+", default=["probe", "hybrid"], choices=["probe", "hybrid"],
-                    help="which length modes to calibrate")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, leave config.json alone")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (1 beside a training run on 2 cores: "
                     "two processes' thread pools on the same cores stall each other)")
@@ -96,20 +94,19 @@ def main(argv=None) -> int:
     items = per_kind(read_items(args.data), args.limit)
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision="auto"))
     out: dict = {}
-    if args.betas and "probe" in args.modes:
+    if args.betas:
         beta, beta_scores = sweep_beta(engine, items, args.betas)
         out.update(beta=beta, beta_scores={str(k): v for k, v in beta_scores.items()})
-    if "hybrid" in args.modes:
-        (null_t, short_c), grid, by_kind = sweep_hybrid(engine, items, args.null_thresholds, args.short_confidences)
-        out.update(null_threshold=null_t, short_confidence=short_c, pair_scores={str(k): v for k, v in grid.items()},
-                   pair_exact_by_kind={str(k): v for k, v in by_kind.items()})
+    (null_t, short_c), grid, by_kind = sweep_hybrid(engine, items, args.null_thresholds, args.short_confidences)
+    out.update(null_threshold=null_t, short_confidence=short_c,
+               pair_scores={str(k): v for k, v in grid.items()}, pair_exact_by_kind={str(k): v for k, v in by_kind.items()})
     if not args.dry_run:
         cfg_path = args.model / "config.json"
         cfg = json.loads(cfg_path.read_text())
-        for key, name in (("beta", "diffill_length_beta"), ("null_threshold", "diffill_null_threshold"),
-                          ("short_confidence", "diffill_short_confidence")):
-            if key in out:
-                cfg[name] = out[key]
+        if "beta" in out:
+            cfg["diffill_length_beta"] = out["beta"]
+        cfg["diffill_null_threshold"] = null_t
+        cfg["diffill_short_confidence"] = short_c
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     print(json.dumps(out))
     return 0
