@@ -287,7 +287,8 @@ def cmd_train(args) -> int:
                           schedule=args.schedule, substitute=args.substitute, infill_prob=args.infill_prob,
                           eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
-                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers, attention=args.attention,
+                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers,
+                          keep_layers=args.keep_layers, attention=args.attention,
                           device=args.device,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
@@ -415,8 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
-    p.add_argument("--lora-rank", type=int, default=32, help="--init smollm2: rank of the LoRA factors")
+    p.add_argument("--lora-rank", type=int, default=32,
+                   help="--init smollm2: rank of the LoRA factors; 0 trains every projection whole (full fine-tune)")
     p.add_argument("--freeze-layers", type=int, default=0, help="--init smollm2: lowest layers left as pretrained")
+    p.add_argument("--keep-layers", type=int, help="--init smollm2: keep only N of the base's layers (the lowest "
+                   "N-1 and the last), for speed")
     p.add_argument("--attention", type=_attention_layout, help="--init smollm2: attention layout (full: every token "
                    "reads the canvas; prefix-causal: only the slots and the token before them do); default: the "
                    "start's, full for a new adaptation")

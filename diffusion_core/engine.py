@@ -23,6 +23,8 @@ from .cut import Grown, grow
 from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
+from .model.context_cache import ContextCache
+from .model.llama import NativeLlamaDenoiser
 from .model.loading import LoadedModel
 from .mlm_head import MaskedLMRunner
 from .null_rules import NullRules
@@ -32,6 +34,7 @@ STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 LENGTH_MODES = ("grow", "hybrid", "marginal", "slots", "probe")
 DEFAULT_SHORT_CONFIDENCE = 0.3
 GROW_WINDOW = 2  # grow mode: masked slots ahead of the fill (cut.py says why a short window; README: 2 measured best)
+GROW_REFRESH = 4  # grow mode on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -121,6 +124,13 @@ class InfillEngine:
         logits = self.runner(ids, attention.long(), positions)          # (N, V)
         control = self._control[self._control < logits.shape[-1]]
         return logits.index_fill(-1, control, float("-inf"))            # control tokens are never text
+
+    def _grow_forward(self):
+        """grow's forward: on a full-attention Llama denoiser, one that reuses the text's keys/values."""
+        model = self.loaded.model
+        if isinstance(model, NativeLlamaDenoiser) and model.denoiser.layout == "full" and GROW_REFRESH > 1:
+            return ContextCache(model, GROW_REFRESH, self._control)
+        return self._forward
 
     def _sampler(self, s: EngineSettings, slots: int) -> SamplerConfig:
         if s.strategy == "one-shot":
@@ -314,7 +324,7 @@ class InfillEngine:
                                               float("-inf"))
             sure = s.threshold if s.strategy == "diffusion" else None
             # the end tokens mean the end: a fill never writes them
-            grown = grow(self._forward, ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
+            grown = grow(self._grow_forward(), ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
                          GROW_WINDOW, sure, ban, on_step, keep)
 
         def text_at(length: int) -> str:

@@ -55,8 +55,9 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     bf16: bool = False
-    lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection
+    lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection; 0: train them whole
     freeze_layers: int = 0           # --init smollm2: leave the lowest N layers exactly as pretrained
+    keep_layers: int | None = None   # --init smollm2: keep only N of the base's layers (adapter.kept_layers)
     attention: str | None = None     # a base's attention layout (model/llama.py LAYOUTS); None: the start's
     device: str = "cpu"              # cpu | cuda (scripts/gpu_train.sh)
     time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
@@ -113,7 +114,7 @@ def _delta_dir(init: str) -> Path | None:
 
 def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
     """A base + adapter to train: new (``start`` None), resumed from a checkpoint, or continuing a delta."""
-    from .model.adapter import Adapter, apply_delta
+    from .model.adapter import Adapter, apply_delta, kept_layers
     from .model.assemble import DELTA_FILE, base_spec_of, load_base
     from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
     start_config = json.loads((start / "config.json").read_text()) if start else {}
@@ -125,7 +126,9 @@ def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
         adapter = apply_delta(model, start / DELTA_FILE, sha, merge=False)
     else:
         ids = {name: tok.convert_tokens_to_ids(name) for name in (MASK_TOKEN, NULL_TOKEN)}
-        adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank), freeze_layers=cfg.freeze_layers)
+        keep = kept_layers(len(model.denoiser.layers), cfg.keep_layers)
+        adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(max(1, cfg.lora_rank)),
+                          freeze_layers=cfg.freeze_layers, keep=keep)
     model.config.diffill_null_token = NULL_TOKEN
     trainee = _DeltaWeights(model, adapter, spec, sha)
     if start is not None and not resuming:  # continuing a delta: count the tokens it was trained on

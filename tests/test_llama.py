@@ -228,6 +228,7 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     from safetensors import safe_open
     with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
         assert any(k.endswith("lora_B") for k in f.keys())
+        assert {f"denoiser.layers.{i}.input_layernorm.weight" for i in range(TINY_SHAPE["layers"])} <= set(f.keys())
         assert float(f.get_tensor("denoiser.layers.0.self_attn.q_proj.lora_B").abs().max()) > 0  # it learned
     # resume: four more steps from the checkpoint
     train(dataclasses.replace(cfg, steps=6), progress=False)
@@ -267,6 +268,53 @@ def test_prefix_causal_training_is_recorded_and_loaded(tiny_base, tiny_spec, tmp
     again = train(dataclasses.replace(cfg, init=str(ckpt), out=str(tmp_path / "run2"), steps=1, attention=None),
                   progress=False)
     assert json.loads((again / "config.json").read_text())["diffill_attention"] == "prefix-causal"
+
+
+def test_full_fine_tune_with_dropped_layers_trains_resumes_and_loads(tiny_base, tiny_spec, tmp_path):
+    """Issue 13's comparison arms: rank 0 trains whole weights (the delta holds their change), and
+    keep_layers drops layers (the delta says which survive, the loader drops the same)."""
+    from conftest import TINY_TEXT
+    from safetensors import safe_open
+    from diffusion_core.engine import EngineSettings, InfillEngine
+    from diffusion_core.model.adapter import DeltaError, apply_delta, kept_layers
+    from diffusion_core.model.loading import load_model
+    from diffusion_core.train import TrainConfig, train
+    total = TINY_SHAPE["layers"]
+    assert kept_layers(30, 20) == list(range(19)) + [29] and kept_layers(total, None) == list(range(total))
+    with pytest.raises(ValueError, match="keep at least 1"):
+        kept_layers(30, 0)
+    data = tmp_path / "data.txt"
+    data.write_text(TINY_TEXT * 20)
+    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=2, batch_size=4,
+                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=0, keep_layers=total - 1, threads=1)
+    ckpt = train(cfg, progress=False)
+    with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
+        names = set(f.keys())
+        meta = f.metadata()
+        change = f.get_tensor("denoiser.layers.0.self_attn.q_proj.weight")
+    assert not any("lora" in n for n in names) and json.loads(meta["kept_layers"]) == kept_layers(total, total - 1)
+    assert "denoiser.layers.0.post_attention_layernorm.weight" in names  # norms are trained as they are in LoRA
+    assert f"denoiser.layers.{total - 2}.mlp.down_proj.weight" in names and f"denoiser.layers.{total - 1}.mlp.down_proj.weight" not in names
+    base_q = _native(tiny_base).denoiser.layers[kept_layers(total, total - 1)[0]].self_attn.q_proj.weight.detach()
+    assert 0 < float(change.abs().max()) < 0.5 * float(base_q.abs().max())
+    train(dataclasses.replace(cfg, steps=3), progress=False)  # resumes whole weights and optimizer
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 3
+    loaded = load_model(ckpt, precision="fp32")
+    assert len(loaded.model.denoiser.layers) == total - 1 and loaded.model.config.num_hidden_layers == total - 1
+    # the loaded model is the trained one: base weights plus the stored change
+    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
+    merged = apply_delta(_native(tiny_base), ckpt / "delta.safetensors", sha)
+    with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
+        change = f.get_tensor("denoiser.layers.0.self_attn.q_proj.weight").float()
+    torch.testing.assert_close(merged.denoiser.layers[0].self_attn.q_proj.weight, base_q + change)
+    assert InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4)).fill(
+        "def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
+    # a delta that keeps layers the base does not have is refused by name
+    from safetensors.torch import load_file, save_file
+    tensors = load_file(str(ckpt / "delta.safetensors"))
+    save_file(tensors, str(tmp_path / "odd.safetensors"), metadata={**meta, "kept_layers": json.dumps([0, total + 3])})
+    with pytest.raises(DeltaError, match="keeps layers"):
+        apply_delta(_native(tiny_base), tmp_path / "odd.safetensors", sha)
 
 
 def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suffix(tiny_base, tiny_spec, tmp_path):
@@ -319,3 +367,46 @@ def test_a_delta_model_without_its_base_says_how_to_get_it(tiny_spec, tmp_path, 
     with pytest.raises(ModelLoadError, match="run `diffill fetch-base`"):
         load_model(tmp_path / "m")
     assert not (tmp_path / "no-bases").exists()  # nothing fetched or written
+
+
+@torch.no_grad()
+def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tiny_base):
+    from diffusion_core.cut import grow
+    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.model.context_cache import ContextCache
+    from diffusion_core.model.llama import _rotate, rotary
+    model, tok = _native(tiny_base), FastTokenizer(tiny_base)
+    head_dim, theta = model.shape.head_dim, model.shape.rope_theta
+    # rotary turns compose: a key at position p turned by d is the key at p + d (what moves the cached suffix)
+    k = torch.randn(1, 2, 3, head_dim)
+    at = lambda p: rotary(torch.tensor(p), head_dim, theta)  # noqa: E731
+    torch.testing.assert_close(_rotate(_rotate(k, *at([5, 6, 7])), *at([4])), _rotate(k, *at([9, 10, 11])))
+
+    def plain(ids, positions):  # the engine's forward, without its bans
+        return model.lm_head(model.denoiser(ids)[positions])
+
+    before = torch.tensor([0] + tok("def add(a, b):\n    return", add_special_tokens=False).input_ids)
+    after = torch.tensor(tok(" a + b\n\nprint(add(1, 2))", add_special_tokens=False).input_ids)
+    m = tok.mask_token_id
+    canvas = torch.cat([before, torch.full((2,), m), after])[None]
+    slots = canvas == m
+    cache = ContextCache(model, refresh=8)
+    torch.testing.assert_close(cache(canvas, slots), plain(canvas, slots))          # first pass: full
+    torch.testing.assert_close(cache(canvas, slots), plain(canvas, slots), rtol=1e-4, atol=1e-4)  # same canvas
+    assert (cache.full_passes, cache.partial_passes) == (1, 1)
+    # one token committed: only the changed part runs, beside the (slightly stale, shifted) cached context
+    grown = torch.cat([before, torch.tensor([17]), torch.full((2,), m), after])[None]
+    close = cache(grown, grown == m)
+    assert cache.partial_passes == 2 and close.shape == (2, model.shape.vocab_size)
+    assert (close - plain(grown, grown == m)).abs().max() < 0.5 * plain(grown, grown == m).abs().max()
+    # refresh=1 is the exact forward; grow through it writes what grow through the plain forward writes
+    exact = ContextCache(model, refresh=1)
+    torch.testing.assert_close(exact(grown, grown == m), plain(grown, grown == m))
+    one = grow(plain, before, after, m, [after[0].item()], [], 5, window=2)
+    two = grow(ContextCache(model, refresh=1), before, after, m, [after[0].item()], [], 5, window=2)
+    assert one.tokens == two.tokens and one.claims.keys() == two.claims.keys()
+    cached = ContextCache(model, refresh=4)
+    grown4 = grow(cached, before, after, m, [after[0].item()], [], 5, window=2)
+    assert cached.partial_passes > 0 and cached.full_passes + cached.partial_passes == grown4.passes
+    with pytest.raises(ValueError, match="refresh"):
+        ContextCache(model, refresh=0)

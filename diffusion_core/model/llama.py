@@ -22,6 +22,7 @@ Adaptation state (LoRA factors, retrained norms, the rows of the mask and null t
 """
 from __future__ import annotations
 
+import dataclasses
 import types
 from dataclasses import dataclass
 
@@ -90,7 +91,10 @@ class _Attention(nn.Module):
         self.v_proj = nn.Linear(s.hidden_size, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, s.hidden_size, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: dict | None = None):  # x (B, T, H); mask (B, 1, T, S) bool
+    def forward(self, x, cos, sin, mask, cache: dict | None = None, kv: dict | None = None):
+        """x (B, T, H); mask (B, 1, T, S) bool.  ``cache``: causal decoding (keys/values of earlier positions
+        are kept and grow).  ``kv``: this pass's own rotated keys/values are left in ``kv["k"]``/``["v"]``,
+        and keys/values in ``kv["context_k"]``/``["context_v"]`` (other positions) are read beside them."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
         k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
@@ -100,6 +104,10 @@ class _Attention(nn.Module):
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)  # (B, kv, S, d)
             cache["k"], cache["v"] = k, v
+        if kv is not None:
+            kv["k"], kv["v"] = k, v
+            if "context_k" in kv:  # rotary positions live in the keys, so their order does not matter
+                k, v = torch.cat([kv["context_k"], k], dim=2), torch.cat([kv["context_v"], v], dim=2)  # (B, kv, S, d)
         groups = self.heads // self.kv_heads
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, h, T, d)
         # Plain matmul-softmax-matmul: on the CPU, for canvases of a few hundred tokens, it runs 4x faster
@@ -130,8 +138,8 @@ class _Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(s.hidden_size, s.rms_norm_eps)
         self.mlp = _MLP(s)
 
-    def forward(self, x, cos, sin, mask, cache=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+    def forward(self, x, cos, sin, mask, cache=None, kv=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, kv)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -164,6 +172,18 @@ class _Decoder(nn.Module):
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, mask, None if cache is None else cache[i])
+        return self.norm(x)
+
+    def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict]) -> torch.Tensor:
+        """Unshifted final hidden states (1, A, H) of ``input_ids`` (1, A) at ``positions`` (A,), full attention,
+        reading each layer's ``kv[i]["context_k"/"context_v"]`` beside their own (none: the canvas alone);
+        each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py)."""
+        table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
+        x = F.embedding(input_ids, table)                                          # (1, A, H)
+        cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        for layer, layer_kv in zip(self.layers, kv):
+            x = layer(x, cos, sin, None, None, layer_kv)
         return self.norm(x)
 
     def set_layout(self, layout: str, mask_id: int | None) -> None:
@@ -241,6 +261,16 @@ class NativeLlamaDenoiser(nn.Module):
             raise ValueError(f"weights do not match this Llama shape (missing {missing[:3]}, unexpected "
                              f"{unexpected[:3]})")
         self.load_state_dict(renamed, strict=True)
+
+    def keep_layers(self, indices: list[int]) -> list[int]:
+        """Drop every layer not in ``indices`` (the base's numbering); returns them as kept."""
+        layers = self.denoiser.layers
+        if not indices or sorted(set(indices)) != list(indices) or indices[-1] >= len(layers):
+            raise ValueError(f"cannot keep layers {indices} of {len(layers)}")
+        self.denoiser.layers = nn.ModuleList(layers[i] for i in indices)
+        self.shape = self.denoiser.shape = dataclasses.replace(self.shape, num_hidden_layers=len(indices))
+        self.config.num_hidden_layers = len(indices)
+        return list(indices)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Full logits (B, T, V) for every position (row i predicts token i)."""

@@ -1,0 +1,96 @@
+"""Reuse the keys and values of the text around a gap across denoising passes (Llama denoiser, full attention).
+
+Between two passes of a fill only the gap changes: a token committed, the slots moved on.  The prefix
+and suffix are the same tokens; under full attention their keys and values still change a little,
+because they read the gap, but the change is small (Fast-dLLM's "dual cache" rests on that).  So a
+pass need only run the part that changed (the gap, and the token before its first slot, whose state
+predicts that slot) and read the prefix's and suffix's keys/values as the last full pass left them;
+every ``refresh`` passes a full pass renews them.
+
+The suffix moves right as a fill grows.  Rotary position encoding turns a key by an angle proportional
+to its position, and turns compose, so turning a cached key by the shift is exactly the key at its
+new position; only the staleness above is approximate.  ``refresh=1`` is exact: every pass is full.
+"""
+from __future__ import annotations
+
+import torch
+
+from .llama import NativeLlamaDenoiser, _rotate, rotary
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
+
+
+class ContextCache:
+    """A ``sampler.Forward`` over one row (1, T) that runs only the changed part of the canvas.
+
+    ``ban``: token ids never predicted (their logits are -inf), as the engine's own forward does.
+    """
+
+    def __init__(self, model: NativeLlamaDenoiser, refresh: int, ban: torch.Tensor | None = None):
+        if refresh < 1:
+            raise ValueError("refresh must be at least 1 (1: every pass is full)")
+        self.decoder, self.head, self.refresh, self.ban = model.denoiser, model.lm_head, refresh, ban
+        self.ids: torch.Tensor | None = None    # (C,) the canvas of the last full pass
+        self.kv: list[dict] = []                # per layer: "k", "v" (1, kv, C, d) of that pass, rotated
+        self.since_full = 0
+        self.full_passes = self.partial_passes = 0
+
+    def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        if ids.shape[0] != 1:
+            raise ValueError("ContextCache runs one row at a time")
+        row, wanted = ids[0], positions[0].nonzero()[:, 0]                     # (T,), (N,)
+        T = len(row)
+        span = self._span(row, wanted)
+        if span is None:
+            hidden = self._full(row)                                           # (T, H)
+            rows = wanted - 1                                                  # the shift: i-1 predicts i
+        else:
+            start, end = span
+            hidden = self._partial(row, start, end)                            # (end - start, H)
+            rows = wanted - 1 - start
+        logits = self.head(hidden[rows])                                       # (N, V)
+        if self.ban is not None:
+            logits = logits.index_fill(-1, self.ban[self.ban < logits.shape[-1]], float("-inf"))
+        return logits
+
+    def _span(self, row: torch.Tensor, wanted: torch.Tensor) -> tuple[int, int] | None:
+        """The part [start, end) to run, or None for a full pass."""
+        if self.ids is None or self.since_full >= self.refresh or not len(wanted) or int(wanted.min()) < 1:
+            return None
+        T, C = len(row), len(self.ids)
+        same_front = _common_prefix(row, self.ids)
+        same_back = _common_prefix(row.flip(0), self.ids.flip(0))
+        start = min(same_front, int(wanted.min()) - 1)
+        end = max(T - min(same_back, T - start, C - start), int(wanted.max()) + 1)
+        if 2 * (end - start) > T:  # most of the canvas changed: a full pass costs little more
+            return None
+        return start, end
+
+    def _full(self, row: torch.Tensor) -> torch.Tensor:
+        self.kv = [{} for _ in self.decoder.layers]
+        hidden = self.decoder.hidden_beside(row[None], torch.arange(len(row)), self.kv)[0]  # (T, H)
+        self.ids, self.since_full = row.clone(), 1
+        self.full_passes += 1
+        return hidden
+
+    def _partial(self, row: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        T, C = len(row), len(self.ids)
+        back = T - end                                      # suffix tokens read from the cache
+        shift = T - C                                       # how far the suffix moved
+        cos, sin = rotary(torch.tensor([shift]), self.decoder.shape.head_dim, self.decoder.shape.rope_theta)
+        kv = []
+        for layer in self.kv:
+            k, v = layer["k"], layer["v"]                   # (1, kv, C, d)
+            suffix_k = k[:, :, C - back:]
+            if shift:
+                suffix_k = _rotate(suffix_k, cos.to(k.dtype), sin.to(k.dtype))
+            kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k], dim=2),
+                       "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:]], dim=2)})
+        hidden = self.decoder.hidden_beside(row[None, start:end], torch.arange(start, end), kv)[0]  # (A, H)
+        self.since_full += 1
+        self.partial_passes += 1
+        return hidden
