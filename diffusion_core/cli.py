@@ -285,7 +285,7 @@ def cmd_train(args) -> int:
                           tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
                           batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
                           schedule=args.schedule, substitute=args.substitute, infill_prob=args.infill_prob,
-                          eval_every=args.eval_every,
+                          grow_prob=args.grow_prob, eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
                           lora_rank=args.lora_rank, freeze_layers=args.freeze_layers,
                           keep_layers=args.keep_layers, attention=args.attention,
@@ -411,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--substitute", default="none", type=_substitution,
                    help="replaced-token noise beside the mask (for proofreading): none | mid:RATE | constant:RATE")
     p.add_argument("--infill-prob", type=float, default=0.5, help="share of span-infill examples (vs random masks)")
+    p.add_argument("--grow-prob", type=float, default=0.0,
+                   help="share of the infill examples laid out as the grow length mode reads them")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)

@@ -19,7 +19,7 @@ import torch
 
 from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill, special_ids
-from .cut import Grown, grow
+from .cut import GROW_WINDOW, Grown, grow
 from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
@@ -33,7 +33,6 @@ from .sampler import Cancelled, SamplerConfig, denoise
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 LENGTH_MODES = ("grow", "hybrid", "marginal", "slots", "probe")
 DEFAULT_SHORT_CONFIDENCE = 0.3
-GROW_WINDOW = 2  # grow mode: masked slots ahead of the fill (cut.py says why a short window; README: 2 measured best)
 GROW_REFRESH = 4  # grow mode on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 

@@ -49,6 +49,7 @@ class TrainConfig:
     schedule: str = "linear"
     substitute: str = "none"         # replaced-token noise beside the mask: none | mid:RATE | constant:RATE
     infill_prob: float = 0.5
+    grow_prob: float = 0.0           # share of the infill examples laid out as the grow mode reads them (masking.py)
     eval_every: int = 200
     eval_batches: int = 8
     save_every: int = 200
@@ -191,7 +192,7 @@ def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table
         window = np.asarray(tokens[s:s + span], dtype=np.int64)
         word_start, newline = table(window)
         c = corrupt(window, word_start, newline, rng, schedule, tok.mask_token_id, null_id, infill_prob=cfg.infill_prob,
-                    substitute=substitute)
+                    substitute=substitute, grow_prob=cfg.grow_prob)
         rows.append([tok.cls_token_id] + c.input_ids + [tok.sep_token_id])
         labels.append([-100] + c.labels + [-100])
         weights.append([0.0] + c.weights + [0.0])

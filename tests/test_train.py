@@ -436,3 +436,44 @@ def test_train_with_a_hub_tokenizer_name_fails_fast_and_offline(tmp_path, corpus
     assert "NETWORK ATTEMPT" not in r.stderr
     assert "'someone/no-such-tokenizer': no such tokenizer on this machine" in r.stderr and "Traceback" not in r.stderr
     assert time.monotonic() - started < 120
+
+
+def test_grow_shaped_examples_are_what_the_grow_mode_reads():
+    """``grow_prob``: the text before the gap and part of the span written, exactly ``grow_window`` masked slots whose
+    targets are the span's next tokens (null past its end), then the text after the span; the rest of the span
+    left out, so a few masked slots do not mean the gap is about to end."""
+    from diffusion_core.masking import corrupt
+    from diffusion_core.schedule import NoiseSchedule
+    ids, starts, newlines = _synthetic_window()
+    mask_id, null_id, window = 3, 4, 2
+    seen = {"ends here": 0, "ends in the window": 0, "runs past the window": 0}
+    for seed in range(200):
+        c = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), mask_id, null_id,
+                    infill_prob=1.0, grow_prob=1.0, grow_window=window)
+        inputs, labels = np.array(c.input_ids), np.array(c.labels)
+        slots = np.flatnonzero(inputs == mask_id)
+        p = int(slots[0])
+        assert list(slots) == list(range(p, min(p + window, len(ids))))  # only the window's end cuts them
+        assert list(np.flatnonzero(labels != -100)) == list(slots)
+        assert np.array_equal(inputs[:p], ids[:p])                      # before the slots: the text as written
+        rest = inputs[p + window:]
+        if not len(rest):                                               # the span ran to the window's end
+            continue
+        q = next(q for q in range(p, len(ids) + 1) if np.array_equal(ids[q:q + len(rest)], rest))
+        targets = labels[slots]
+        expected = [ids[p + j] if p + j < q else null_id for j in range(len(slots))]
+        assert list(targets) == expected                                # the span's next tokens, then null
+        seen["ends here" if q == p else "ends in the window" if q < p + window else "runs past the window"] += 1
+        assert len(inputs) <= len(ids) and c.weights[p] > 0
+    assert all(seen.values()), seen
+
+
+def test_grow_prob_zero_draws_nothing_more():
+    from diffusion_core.masking import corrupt
+    from diffusion_core.schedule import NoiseSchedule
+    ids, starts, newlines = _synthetic_window()
+    for seed in range(50):
+        a = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), 3, 4, infill_prob=1.0)
+        b = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), 3, 4, infill_prob=1.0,
+                    grow_prob=0.0)
+        assert a == b
