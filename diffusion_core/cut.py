@@ -18,12 +18,11 @@ the suffix: a short gap, as the model sees one, whatever the length turns
 out to be (a 17-slot row makes it write as if the gap were long: `The quick
 brown fox and the lazy dog.`).  Two slots measured best (300 dev gaps:
 exact match 18.0, 19.33 and 18.0 % with one, two and three; one slot writes
-as if every gap were about to end, three let identifiers run on).  Each pass reads those slots, takes P(end)
-at the first one, commits its token (never the null), and the window slides
-on; the window's later slots are drafts that the next pass checks (see
-``grow``).  Every length is scored on the passes the fill needs anyway.
-The fill stops
-early: every token costs log-probability, so once the prefix's own total
+as if every gap were about to end, three let identifiers run on).  Each
+pass reads those slots, takes P(end) at the first one, commits its token
+(never the null), and the window slides on; the second slot's likeliest
+tokens are drafts that the next pass checks (see ``grow``).  Every length
+is scored on the passes the fill needs anyway.  The fill stops early: every token costs log-probability, so once the prefix's own total
 falls below the best claim so far no longer fill can win.  (A per-token
 length bonus on the claims was calibrated and measured, 2026-12-04: on the
 dev gaps it gained nothing and cost 46 % more passes, so there is none.)
