@@ -18,11 +18,13 @@ the suffix: a short gap, as the model sees one, whatever the length turns
 out to be (a 17-slot row makes it write as if the gap were long: `The quick
 brown fox and the lazy dog.`).  Two slots measured best (300 dev gaps:
 exact match 18.0, 19.33 and 18.0 % with one, two and three; one slot writes
-as if every gap were about to end, three let identifiers run on).  Each
-pass reads those slots, takes P(end) at the first one, commits its token
-(never the null), and the window slides on; the second slot's likeliest
-tokens are drafts that the next pass checks (see ``grow``).  Every length
-is scored on the passes the fill needs anyway.  The fill stops early: every token costs log-probability, so once the prefix's own total
+as if every gap were about to end, three let identifiers run on).  Each pass reads those slots, takes P(end)
+at the first one, commits its token (never the null) and also the slots
+after it that the model is sure of (parallel decoding, as in Fast-dLLM);
+the window then slides on.  Every length is scored on the passes the fill
+needs anyway, except a length whose next slot was committed in the same
+pass (its P(end) was read before the token it follows).  The fill stops
+early: every token costs log-probability, so once the prefix's own total
 falls below the best claim so far no longer fill can win.  (A per-token
 length bonus on the claims was calibrated and measured, 2026-12-04: on the
 dev gaps it gained nothing and cost 46 % more passes, so there is none.)
@@ -37,7 +39,6 @@ import torch
 from .sampler import Forward  # here over one row: (1, T) ids and positions
 
 GROW_WINDOW = 2  # masked slots ahead of the fill (the docstring says why a short window; README: 2 measured best)
-GROW_DRAFTS = 4  # diffusion: guesses at the token after next checked each pass (see grow; README measures it)
 
 
 @dataclass
@@ -53,72 +54,51 @@ class Grown:
 
 
 def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: int, end_ids: list[int],
-         never: list[int], max_tokens: int, window: int = 3, drafts: int = 0,
+         never: list[int], max_tokens: int, window: int = 3, threshold: float | None = None,
          ban: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
          on_step: Callable[[int, int, torch.Tensor], None] | None = None, keep: int = 1) -> Grown:
     """Fill the gap between ``before`` (T0,) and ``after`` (T1,) token ids, up to ``max_tokens`` tokens.
 
     ``end_ids`` are the tokens whose probability at the slot after a fill is P(end) (the null token,
-    the suffix's first token); ``never`` the ones never written (the null token).  ``drafts``: how many
-    guesses at the token after the next one each pass checks (below; 0: none).  ``ban(logits, filled)``
-    may mask logits (N, V) of the window's slots given how many tokens are already written (keeping a
-    fill on its line).  ``on_step(pass, max_tokens, ids)`` runs after each token; raising there stops.
+    the suffix's first token); ``never`` the ones never written (the null token).  ``threshold``: also
+    commit the slots right after the first one whose probability reaches it.  ``ban(logits, filled)``
+    may mask logits (N, V) of the window's slots given how many tokens are already written (keeping
+    a fill on its line).  ``on_step(pass, max_tokens, ids)`` runs after each pass; raising there stops.
     ``keep``: how many lengths are wanted (the early stop waits until a longer fill cannot make the top
     ``keep``).
-
-    Drafts: a pass reads every slot of the window, but only the first with everything before it written.
-    The second slot's likeliest tokens are guesses at the token after the one this pass commits; the
-    next pass runs, beside the canvas as it is, one canvas per guess with that guess written
-    (``forward.rows``: one partial pass over the same cached context, model/context_cache.py).  Where
-    the canvas as it is commits a guessed token, that guess's canvas is the canvas one token a pass
-    would read next, so the pass commits its first slot too: the fill is the same as without drafts, in
-    fewer passes.  A forward without ``rows`` runs one canvas a pass.
     """
     tokens: list[int] = []
     logp: list[float] = []
     claims: dict[int, float] = {}
     ends = torch.tensor(end_ids, dtype=torch.long)
-    run_rows = getattr(forward, "rows", None) if drafts else None
-    passes, guesses, done = 0, [], False
-    while not done:
-        rows, wanted = [], []
-        for written in [len(tokens)] + [len(tokens) + 1] * len(guesses):
-            if written > max_tokens:
-                break
-            slots = min(window, max_tokens + 1 - written)                 # the last slot only reads the end
-            body = torch.tensor(tokens + guesses[len(rows) - 1:len(rows)], dtype=before.dtype)
-            rows.append(torch.cat([before, body, torch.full((slots,), mask_id, dtype=before.dtype), after]))  # (T,)
-            wanted.append(torch.arange(len(before) + written, len(before) + written + slots))
-        if run_rows is not None:
-            outs = run_rows(rows, wanted)                                 # [(slots, V)] for the first rows
-        else:
-            positions = torch.zeros(1, len(rows[0]), dtype=torch.bool)
-            positions[0, wanted[0]] = True
-            outs = [forward(rows[0][None], positions)]
+    passes = 0
+    while True:
+        slots = min(window, max_tokens + 1 - len(tokens))                # the last slot only reads the end
+        body = torch.tensor(tokens, dtype=before.dtype)
+        ids = torch.cat([before, body, torch.full((slots,), mask_id, dtype=before.dtype), after])[None]  # (1, T)
+        positions = torch.zeros_like(ids, dtype=torch.bool)
+        start = len(before) + len(tokens)
+        positions[0, start:start + slots] = True
+        logits = forward(ids, positions).float()                          # (slots, V)
         passes += 1
-        row, checked = 0, guesses[:len(outs) - 1]
-        while True:                                                       # the canvas as it is, then a guess's
-            logits = outs[row].float()
-            lp = logits.log_softmax(-1)                                   # (slots, V): the model's own odds
-            if tokens:
-                claims[len(tokens)] = sum(logp) + float(lp[0, ends].logsumexp(0))
-            if len(tokens) == max_tokens:
-                done = True
-                break
-            allowed = logits if ban is None else ban(logits, len(tokens))  # bans choose; they do not rescore
-            allowed[:, never] = float("-inf")
-            token = int(allowed[0].argmax())
-            tokens.append(token)
-            logp.append(float(lp[0, token]))
-            if on_step is not None:
-                on_step(passes, max_tokens, rows[row][None])
-            # a longer fill's claim is at most the prefix's total: once it cannot make the top ``keep``, stop
-            if len(claims) >= keep and sum(logp) < sorted(claims.values())[-keep]:
-                done = True
-                break
-            if row == 0 and token in checked:
-                row = 1 + checked.index(token)                            # its canvas is the canvas as it now is
-                continue
-            guesses = allowed[1].topk(drafts).indices.tolist() if run_rows and len(allowed) > 1 else []
+        lp = logits.log_softmax(-1)                                       # (slots, V): the model's own odds
+        if tokens:
+            claims[len(tokens)] = sum(logp) + float(lp[0, ends].logsumexp(0))
+        if len(tokens) == max_tokens:
+            break
+        allowed = logits if ban is None else ban(logits, len(tokens))     # bans choose; they do not rescore
+        allowed[:, never] = float("-inf")
+        guess = allowed.argmax(-1)                                        # (slots,)
+        conf = lp.gather(-1, guess[:, None]).squeeze(-1)                  # (slots,)
+        take = 1
+        while threshold is not None and take < min(slots, max_tokens - len(tokens)) \
+                and float(conf[take].exp()) >= threshold:
+            take += 1
+        tokens += guess[:take].tolist()
+        logp += conf[:take].tolist()
+        if on_step is not None:
+            on_step(passes, max_tokens, ids)
+        # a longer fill's claim is at most the prefix's total: once it cannot make the top ``keep``, stop
+        if len(claims) >= keep and sum(logp) < sorted(claims.values())[-keep]:
             break
     return Grown(tokens, logp, claims, passes)

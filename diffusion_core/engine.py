@@ -19,7 +19,7 @@ import torch
 
 from . import proofread as proofreading
 from .canvas import build_canvas, decode_fill, special_ids
-from .cut import GROW_DRAFTS, GROW_WINDOW, Grown, grow
+from .cut import GROW_WINDOW, Grown, grow
 from .hybrid import ShortRace, end_check, rank
 from .joining import breaks_line, fit, is_blank, stays_in_line
 from .lengths import DEFAULT_BETA, DEFAULT_CANDIDATES, pad_rows, probe_lengths
@@ -321,9 +321,10 @@ class InfillEngine:
                     first[0] = filled == 0
                     return logits.masked_fill(self._line_bans(logits.shape[-1], torch.ones_like(first), first),
                                               float("-inf"))
-            # the end tokens mean the end: a fill never writes them; diffusion checks the window's guesses
+            sure = s.threshold if s.strategy == "diffusion" else None
+            # the end tokens mean the end: a fill never writes them
             grown = grow(self._grow_forward(), ids[:a], ids[b:], self.tokenizer.mask_token_id, ends, ends, longest,
-                         GROW_WINDOW, GROW_DRAFTS if s.strategy == "diffusion" else 0, ban, on_step, keep)
+                         GROW_WINDOW, sure, ban, on_step, keep)
 
         def text_at(length: int) -> str:
             return fit(pieces[0], self._text_of(grown.tokens[:length], canvas.anchors[0])[0], pieces[1])

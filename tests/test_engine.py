@@ -398,47 +398,16 @@ def test_grow_never_writes_the_null_and_reads_it_as_an_end():
     assert NULL not in grown.tokens and grown.best() == [1]
 
 
-class _Rows:
-    """A forward that also runs several canvases in one pass (``rows``, as the context cache does)."""
-
-    def __init__(self, forward):
-        self.forward, self.calls = forward, 0
-
-    def __call__(self, ids, positions):
-        return self.forward(ids, positions)
-
-    def rows(self, rows, wanted):
-        self.calls += 1
-        out = []
-        for row, w in zip(rows, wanted):
-            positions = torch.zeros(1, len(row), dtype=torch.bool)
-            positions[0, w] = True
-            out.append(self.forward(row[None], positions))
-        return out
-
-
-def test_grow_checks_drafts_and_writes_what_one_token_a_pass_writes():
-    """The window's later slots are drafts: right ones are confirmed beside the next token on the next pass
-    (two tokens a pass); a wrong one costs nothing but its row. Either way the fill, claims and log
-    probabilities are those of one token a pass."""
+def test_grow_commits_sure_slots_in_parallel_and_scores_only_lengths_it_read():
     from diffusion_core.cut import grow
 
-    def table(n, k):  # the fill is 1 1 1 1 2 then the end; a window guesses 1 at slot 1 until n = 3 (wrong there)
-        if n + k < 4:
-            return {1: 0.9, AFTER: 0.05}
-        if n + k == 4:
-            return {2: 0.8, 1: 0.1, AFTER: 0.05} if k == 0 else {1: 0.5, 2: 0.4}
-        return {AFTER: 0.9, 3: 0.05}
-    before, after = torch.tensor([0, 3]), torch.tensor([AFTER])
-    plain = grow(_scripted(table), before, after, 9, [NULL, AFTER], [NULL], 12, window=2)
-    rows = _Rows(_scripted(table))
-    drafted = grow(rows, before, after, 9, [NULL, AFTER], [NULL], 12, window=2, drafts=2)
-    assert drafted.tokens == plain.tokens and drafted.best() == plain.best() == [5]
-    assert drafted.claims == pytest.approx(plain.claims) and drafted.logp == pytest.approx(plain.logp)
-    assert drafted.passes < plain.passes and rows.calls == drafted.passes
-    # a forward without ``rows`` runs one canvas a pass: drafting changes nothing
-    same = grow(_scripted(table), before, after, 9, [NULL, AFTER], [NULL], 12, window=2, drafts=2)
-    assert (same.tokens, same.passes) == (plain.tokens, plain.passes)
+    def table(n, k):
+        return {1: 0.95, AFTER: 0.04}
+    grown = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER]), 9, [NULL, AFTER], [NULL], 6,
+                 window=3, threshold=0.9)
+    assert grown.tokens == [1] * 6
+    assert grown.passes == 3                            # 3 + 3 tokens, then one pass reads the end after 6
+    assert set(grown.claims) == {3, 6}                  # lengths 1, 2, 4, 5 were committed beside the next slot
 
 
 def test_grow_mode_fills_one_gap_within_its_line(engine):

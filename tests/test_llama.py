@@ -410,36 +410,3 @@ def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tin
     assert cached.partial_passes > 0 and cached.full_passes + cached.partial_passes == grown4.passes
     with pytest.raises(ValueError, match="refresh"):
         ContextCache(model, refresh=0)
-
-
-@torch.no_grad()
-def test_context_cache_runs_draft_rows_in_one_pass_as_it_runs_each_alone(tiny_base):
-    """``rows``: canvases that differ from the cached one after the same prefix (a fill with 0, 1, 2 drafts
-    written) run as one partial pass, each reading its own suffix turned by its own shift, and give what
-    each gives alone beside the same cache; grow with drafts then writes what grow without them writes."""
-    import copy
-
-    from diffusion_core.cut import grow
-    from diffusion_core.fast_tokenizer import FastTokenizer
-    from diffusion_core.model.context_cache import ContextCache
-    model, tok = _native(tiny_base), FastTokenizer(tiny_base)
-    before = torch.tensor([0] + tok("def add(a, b):\n    return", add_special_tokens=False).input_ids)
-    after = torch.tensor(tok(" a + b\n\nprint(add(1, 2))", add_special_tokens=False).input_ids)
-    m = tok.mask_token_id
-    canvas = lambda fill: torch.cat([before, torch.tensor(fill, dtype=torch.long), torch.full((2,), m), after])  # noqa: E731
-    cache = ContextCache(model, refresh=100)
-    first = canvas([])
-    cache(first[None], (first == m)[None])                                   # the full pass the rows read
-    rows = [canvas([]), canvas([17]), canvas([17, 23])]
-    wanted = [(row == m).nonzero()[:, 0] for row in rows]
-    alone = [copy.deepcopy(cache)(row[None], (row == m)[None]) for row in rows]
-    together = cache.rows(rows, wanted)
-    assert len(together) == 3 and (cache.full_passes, cache.partial_passes) == (1, 1)
-    for a, b in zip(alone, together):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    # with no full pass behind it, only the first row runs (a full pass)
-    assert len(ContextCache(model, refresh=100).rows(rows, wanted)) == 1
-    ends = [after[0].item()]
-    one = grow(ContextCache(model, refresh=100), before, after, m, ends, [], 6, window=2)
-    drafted = grow(ContextCache(model, refresh=100), before, after, m, ends, [], 6, window=2, drafts=3)
-    assert drafted.tokens == one.tokens and drafted.passes <= one.passes

@@ -57,53 +57,6 @@ class ContextCache:
             logits = logits.index_fill(-1, self.ban[self.ban < logits.shape[-1]], float("-inf"))
         return logits
 
-    def rows(self, rows: list[torch.Tensor], wanted: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Logits (N_r, V) at positions ``wanted[r]`` (N_r,) of canvases ``rows[r]`` (T_r,), for as many rows,
-        from the first, as one pass runs: several rows only as one partial pass beside the same cached
-        context (each row its own suffix keys, turned by its own shift; grow's draft check, cut.py), else
-        just the first row."""
-        spans = [self._span(row, w) for row, w in zip(rows, wanted)]
-        n = next((r for r, span in enumerate(spans) if span is None), len(rows))
-        if n < 2:
-            positions = torch.zeros(1, len(rows[0]), dtype=torch.bool)
-            positions[0, wanted[0]] = True
-            return [self(rows[0][None], positions)]
-        rows, wanted, spans = rows[:n], wanted[:n], spans[:n]
-        start, C = min(a for a, _ in spans), len(self.ids)               # the prefix every row reads as cached
-        fronts = [a - start for a, _ in spans]                             # cached tokens of its own after it
-        backs = [len(row) - end for row, (_, end) in zip(rows, spans)]    # suffix tokens read from the cache
-        segments = [row[a:end] for row, (a, end) in zip(rows, spans)]
-        A, S = sum(map(len, segments)), start + sum(fronts) + sum(backs)
-        reads = torch.zeros(A, S + A, dtype=torch.bool)                   # which keys each token reads
-        reads[:, :start] = True
-        turns, col, tok = [], start, 0
-        for row, seg, front, back in zip(rows, segments, fronts, backs):
-            reads[tok:tok + len(seg), col:col + front + back] = True      # its own cached context
-            reads[tok:tok + len(seg), S + tok:S + tok + len(seg)] = True   # its own segment
-            turns.append(rotary(torch.tensor([len(row) - C]), self.decoder.shape.head_dim,
-                                self.decoder.shape.rope_theta))
-            col, tok = col + front + back, tok + len(seg)
-        kv = []
-        for layer in self.kv:
-            k, v = layer["k"], layer["v"]                                  # (1, kv, C, d)
-            ks, vs = [k[:, :, :start]], [v[:, :, :start]]
-            for (a, _), back, (cos, sin) in zip(spans, backs, turns):
-                ks += [k[:, :, start:a], _rotate(k[:, :, C - back:], cos.to(k.dtype), sin.to(k.dtype))]
-                vs += [v[:, :, start:a], v[:, :, C - back:]]
-            kv.append({"context_k": torch.cat(ks, dim=2), "context_v": torch.cat(vs, dim=2)})
-        positions = torch.cat([torch.arange(a, end) for a, end in spans])
-        hidden = self.decoder.hidden_beside(torch.cat(segments)[None], positions, kv, reads[None, None])[0]  # (A, H)
-        self.since_full += 1
-        self.partial_passes += 1
-        out, offset = [], 0
-        for seg, w, (a, _) in zip(segments, wanted, spans):
-            logits = self.head(hidden[offset + w - 1 - a])                    # (N_r, V): the shift, i-1 predicts i
-            if self.ban is not None:
-                logits = logits.index_fill(-1, self.ban[self.ban < logits.shape[-1]], float("-inf"))
-            out.append(logits)
-            offset += len(seg)
-        return out
-
     def _span(self, row: torch.Tensor, wanted: torch.Tensor) -> tuple[int, int] | None:
         """The part [start, end) to run, or None for a full pass."""
         if self.ids is None or self.since_full >= self.refresh or not len(wanted) or int(wanted.min()) < 1:
