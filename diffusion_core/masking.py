@@ -1,6 +1,6 @@
 """The forward (noising) process used for training.
 
-Each sequence gets a time ``t ~ U(eps, 1)`` and one of two corruptions:
+Each sequence gets a time ``t ~ U(eps, 1)`` and one of these corruptions:
 
 * ``random``: every token is masked with probability ``mask_ratio(t)``
   (the RoBERTa-diffusion recipe);
@@ -12,13 +12,12 @@ Each sequence gets a time ``t ~ U(eps, 1)`` and one of two corruptions:
   or, a quarter of the time, all of them (as in the first pass);
 * ``grow`` (a share ``grow_prob`` of the infill examples): the canvas the
   engine's ``grow`` mode reads (cut.py) -- the span's first ``k`` tokens
-  written, then ``grow_window`` masked slots, then the text after the span, the
-  rest of the span left out.  The targets are the span's next
-  ``grow_window`` tokens, or null past its end.  Grow always shows the model a couple of
-  masked slots before the suffix, whatever the gap's length; an infill
-  example with that few slots always meant a gap about to end, so the model
-  learned to cut long fills short.  Here a few slots mean nothing about the
-  length, and only a null (or the suffix's first token) says "it ends".
+  written, then ``grow_window`` masked slots, then the text after the span,
+  the rest of the span left out; the targets are the span's next tokens, or
+  null past its end.  Grow always shows a couple of masked slots before the
+  suffix, whatever the gap's length, while an infill example with that few
+  slots always meant a gap about to end; here only a null (or the suffix's
+  first token) says "it ends".
 
 Either way a ``SubstitutionSchedule`` may then replace tokens the mask left
 visible by tokens taken from elsewhere in the same window (the second kind

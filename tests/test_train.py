@@ -467,13 +467,3 @@ def test_grow_shaped_examples_are_what_the_grow_mode_reads():
         assert len(inputs) <= len(ids) and c.weights[p] > 0
     assert all(seen.values()), seen
 
-
-def test_grow_prob_zero_draws_nothing_more():
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule
-    ids, starts, newlines = _synthetic_window()
-    for seed in range(50):
-        a = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), 3, 4, infill_prob=1.0)
-        b = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), 3, 4, infill_prob=1.0,
-                    grow_prob=0.0)
-        assert a == b
