@@ -57,7 +57,7 @@ class AutoregressiveBaseline:
             written, logps, passes = written[:keep], logps[:keep], passes + more
         text = fit(prefix, decode_fill(self.tokenizer, left[-4:], written), suffix)
         score = sum(logps) / max(1, len(logps))
-        return [Fill(text, score, len(written), passes, len(written), [text])]
+        return [Fill(text, score, len(written), passes, [text])]
 
     def _best_cut(self, left: list[int], written: list[int], suffix: list[int]) -> tuple[int, int]:
         """(k, passes): the k >= 1 for which the suffix head is most likely after ``left + written[:k]``."""
@@ -80,7 +80,7 @@ class AutoregressiveBaseline:
         return 1 + max(range(len(totals)), key=totals.__getitem__), 1
 
 
-def load_baseline(name=None, threads: int | None = None, precision: str = "int8",
+def load_baseline(name=None, threads: int | None = None, precision: str = "auto",
                   settings: EngineSettings | None = None) -> AutoregressiveBaseline:
     """The base that model ``name`` was adapted from, as pretrained (its delta is not applied)."""
     import json

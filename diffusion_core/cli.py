@@ -10,44 +10,33 @@ from pathlib import Path
 
 
 def _engine_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and sampling")
-    g.add_argument("--model", help="model path or name (default: $DIFFILL_MODEL or the shipped model)")
-    g.add_argument("--strategy", choices=["diffusion", "one-shot", "left-to-right", "autoregressive"],
-                   default="diffusion", help="autoregressive: the pretrained base as it was (causal, greedy, "
-                                             "left context only; the suffix only picks where to stop)")
-    g.add_argument("--steps", type=int, help="denoising passes (default: slots / --tokens-per-step)")
-    g.add_argument("--tokens-per-step", type=float, default=2.0)
-    g.add_argument("--threshold", type=float, default=0.9, help="also commit slots at least this sure (0 = off)")
-    g.add_argument("--order", choices=["confidence", "margin", "entropy", "random"], default="confidence")
-    g.add_argument("--temperature", type=float, default=0.0)
-    g.add_argument("--refine-rounds", type=int, default=0, help="Mask-Predict rounds after the fill")
-    g.add_argument("--revise-below", type=float, metavar="P",
-                   help="re-mask a committed token whose probability later falls below P, once per slot "
-                        "(for models trained with --substitute; off by default)")
-    g.add_argument("--max-tokens", type=int, default=32, help="longest gap considered when the length is unknown")
-    g.add_argument("--length-mode", choices=["grow", "hybrid", "marginal", "slots", "probe"], default=None,
-                   help="unknown length (default: the model's choice): write in reading order and cut where the "
-                        "model says the gap ends (grow); a short fill the model is sure of, else the marginal fill (hybrid); "
-                        "read it off the null probabilities of padded slots (marginal), "
-                        "denoise the padded slots directly (slots), or probe candidate lengths (probe)")
-    g.add_argument("--null-slots", type=int, default=16, help="padded slots per gap (hybrid's marginal row, marginal and slots modes)")
-    g.add_argument("--context-tokens", type=int, default=48, help="tokens of context on each side of a gap")
+    from .engine import STRATEGIES, EngineSettings
+    from .model.precision import PRECISIONS
+    d = EngineSettings()
+    g = p.add_argument_group("model and decoding")
+    g.add_argument("--model", help="model path or name (default: $DIFFILL_MODEL or the shipped smollm2-diffill)")
+    g.add_argument("--strategy", choices=[*STRATEGIES, "autoregressive"], default=d.strategy,
+                   help="diffusion (the product); the evaluation baselines one-shot and left-to-right (for given "
+                        "lengths: every slot in one pass, one token a pass); autoregressive: the pretrained base as "
+                        "it was (causal, greedy, left context only; the suffix only picks where to stop)")
+    g.add_argument("--steps", type=_positive, help="given lengths: denoising passes (default: slots / 2)")
+    g.add_argument("--threshold", type=float, default=d.threshold,
+                   help="also commit slots at least this sure (0 = off)")
+    g.add_argument("--max-tokens", type=_positive, default=d.max_tokens,
+                   help="longest fill when the length is unknown (the model stops earlier where the gap ends)")
+    g.add_argument("--context-tokens", type=int, default=d.context_tokens, help="tokens of context on each side of a gap")
     g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    g.add_argument("--precision", choices=["auto", "int8", "bf16", "fp32"], default="auto",
-                   help="inference precision (auto: int8 dynamic quantization for models it does not hurt, "
-                        "else bf16 where the CPU runs it fast, else fp32)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="inference precision (auto: bf16 where the CPU runs it fast, else fp32; int8 for models "
+                        "it does not hurt)")
 
 
 def _settings(args):
     from .engine import EngineSettings
     # The autoregressive baseline is not an engine strategy; it reads only the context and length settings.
     strategy = "left-to-right" if args.strategy == "autoregressive" else args.strategy
-    return EngineSettings(strategy=strategy, steps=args.steps, tokens_per_step=args.tokens_per_step,
-                          threshold=args.threshold or None, order=args.order, temperature=args.temperature,
-                          refine_rounds=args.refine_rounds, revise_below=args.revise_below, max_tokens=args.max_tokens,
-                          context_tokens=args.context_tokens, length_mode=args.length_mode,
-                          null_slots=args.null_slots, seed=args.seed)
+    return EngineSettings(strategy=strategy, steps=args.steps, threshold=args.threshold or None,
+                          max_tokens=args.max_tokens, context_tokens=args.context_tokens)
 
 
 def _engine(args):
@@ -268,14 +257,16 @@ def _attention_layout(text: str) -> str:
 def cmd_train(args) -> int:
     from .model.loading import user_models_dir
     from .train import TrainConfig, train
+    runs = ".runs"  # the folder in the user models dir that holds the runs of registered models
     if args.register and (not args.register.strip() or any(c in args.register for c in "/\\")
-                          or args.register in (".", "..")):
+                          or args.register in (".", "..", runs)):
         print(f"diffill train: --register takes a plain name, not {args.register!r}", file=sys.stderr)
         return 2
-    # A registered model lives in <user models dir>/NAME; unless --out says otherwise its training
-    # run (checkpoint, token cache) sits beside it in NAME/run, so a second invocation resumes.
+    # A registered model lives in <user models dir>/NAME, written only once training succeeds; unless --out
+    # says otherwise its run (checkpoint, token cache) sits in <user models dir>/.runs/NAME, which is no
+    # model (a failed run leaves no half-made NAME) and where a second invocation resumes.
     dest = user_models_dir() / args.register if args.register else None
-    out = args.out or (str(dest / "run") if dest is not None else None)
+    out = args.out or (str(dest.parent / runs / dest.name) if dest is not None else None)
     if out is None:
         print("diffill train: give --out DIR or --register NAME", file=sys.stderr)
         return 2
@@ -285,16 +276,14 @@ def cmd_train(args) -> int:
                           tokenizer=args.tokenizer, dev_data=args.dev_data or [], steps=args.steps,
                           batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, warmup=args.warmup,
                           schedule=args.schedule, substitute=args.substitute, infill_prob=args.infill_prob,
-                          grow_prob=args.grow_prob, eval_every=args.eval_every,
+                          eval_every=args.eval_every,
                           save_every=args.save_every, seed=args.seed, threads=args.threads, bf16=args.bf16,
-                          lora_rank=args.lora_rank, freeze_layers=args.freeze_layers,
-                          keep_layers=args.keep_layers, attention=args.attention,
-                          device=args.device,
+                          lora_rank=args.lora_rank, attention=args.attention, device=args.device,
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
         if dest is not None and _rank() == 0:
-            from .export import export_model
-            export_model(ckpt, dest)
+            from .export import install_model
+            install_model(ckpt, dest)
             print(f"registered model {args.register!r} at {dest}; use it with --model {args.register}",
                   file=sys.stderr)
     finally:
@@ -397,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="files, folders, globs or JSONL with a text field")
     p.add_argument("--dev-data", nargs="*", help="held-out text for loss and accuracy reports")
     p.add_argument("--init", default="default",
-                   help="scratch | default | a model name or path | smollm2 (adapt the pretrained SmolLM2-135M base)")
+                   help="scratch | default (continue the default model: learn your style) | a model name or path | "
+                   "smollm2 (adapt the pretrained SmolLM2-135M base anew)")
     p.add_argument("--tokenizer", help="move the model onto this tokenizer (vocabulary transfer)")
     p.add_argument("--out", help="checkpoint directory (resumes if it holds one)")
     p.add_argument("--register", metavar="NAME", help="save into the user models dir under NAME")
@@ -411,18 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--substitute", default="none", type=_substitution,
                    help="replaced-token noise beside the mask (for proofreading): none | mid:RATE | constant:RATE")
     p.add_argument("--infill-prob", type=float, default=0.5, help="share of span-infill examples (vs random masks)")
-    p.add_argument("--grow-prob", type=float, default=0.0,
-                   help="share of the infill examples laid out as the grow length mode reads them")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
-    p.add_argument("--lora-rank", type=int, default=32,
-                   help="--init smollm2: rank of the LoRA factors; 0 trains every projection whole (full fine-tune)")
-    p.add_argument("--freeze-layers", type=int, default=0, help="--init smollm2: lowest layers left as pretrained")
-    p.add_argument("--keep-layers", type=int, help="--init smollm2: keep only N of the base's layers (the lowest "
-                   "N-1 and the last), for speed")
+    p.add_argument("--lora-rank", type=_positive, default=32, help="--init smollm2: rank of the LoRA factors")
     p.add_argument("--attention", type=_attention_layout, help="--init smollm2: attention layout (full: every token "
                    "reads the canvas; prefix-causal: only the slots and the token before them do); default: the "
                    "start's, full for a new adaptation")

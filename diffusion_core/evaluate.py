@@ -2,7 +2,8 @@
 
 Input lines: ``{"id", "kind", "prefix", "suffix", "answer"}``.  Figures:
 exact match after trimming whitespace, the same ignoring case, character
-similarity (difflib ratio), forward passes, passes per filled token, latency.
+similarity (difflib ratio), the fill's length against the answer's (median ratio of their characters),
+forward passes, passes per filled token, latency.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def per_kind(items: list[dict], limit: int | None) -> list[dict]:
 def score_one(prediction: str, answer: str) -> dict:
     p, a = prediction.strip(), answer.strip()
     return {"exact": float(p == a), "exact_ci": float(p.lower() == a.lower()),
-            "char_sim": difflib.SequenceMatcher(None, p, a).ratio()}
+            "char_sim": difflib.SequenceMatcher(None, p, a).ratio(), "length_ratio": len(p) / max(1, len(a))}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -59,6 +60,7 @@ def summarize(rows: list[dict]) -> dict:
         "exact": round(100 * statistics.fmean(r["exact"] for r in rows), 2),
         "exact_ci": round(100 * statistics.fmean(r["exact_ci"] for r in rows), 2),
         "char_sim": round(100 * statistics.fmean(r["char_sim"] for r in rows), 2),
+        "length_ratio": round(statistics.median(r["length_ratio"] for r in rows), 2),
         "passes": round(statistics.fmean(r["passes"] for r in rows), 2),
         "passes_per_token": round(sum(r["passes"] for r in rows) / max(1, tokens), 3),
         "latency_ms": round(statistics.fmean(r["latency_ms"] for r in rows), 1),
@@ -89,7 +91,7 @@ def run_eval(engine, items: list[dict], settings, oracle_length: bool, progress:
 
 
 def format_table(report: dict) -> str:
-    cols = ["n", "exact", "exact_ci", "char_sim", "passes", "passes_per_token", "latency_ms"]
+    cols = ["n", "exact", "exact_ci", "char_sim", "length_ratio", "passes", "passes_per_token", "latency_ms"]
     head = f"{'kind':<18}" + "".join(f"{c:>17}" for c in cols)
     lines = [head, "-" * len(head)]
     for kind, fig in report.items():

@@ -13,13 +13,16 @@ they meet, the fill must read as if typed too:
   Nothing but whitespace at the fill's two ends ever changes.
 * lines: a gap with text after it on its line (``stays_in_line``) is filled
   within that line unless the gap itself spans lines.  The engine enforces it
-  while denoising, with the token tests ``breaks_line`` and ``is_blank``: no
-  token with a line break anywhere in the fill, and a first token that shows
-  something on its own, so a gap inside a line always gets text on that line.
-  (A byte token holding part of a character, as ``ü`` or ``日`` are split by
-  the shipped models' tokenizer, shows nothing on its own: such a fill cannot
-  begin with that character.  The shipped models know English text and code,
-  where this costs next to nothing; a lone byte would insert nothing at all.)
+  while writing, with the token tests ``breaks_line`` and ``is_blank``: no
+  token with a line break anywhere in such a fill.
+* seams: every fill opens with a token that shows something (never a bare
+  line break or spaces, so a fill is never empty and never opens with a stray
+  line break; indentation only where the gap starts a line), and a word never
+  directly follows the same word (``def def``).  (A byte token holding part of
+  a character, as ``ü`` or ``日`` are split by the shipped model's tokenizer,
+  shows nothing on its own: such a fill cannot begin with that character.  The
+  shipped model knows English text and code, where this costs next to
+  nothing; a lone byte would insert nothing at all.)
 """
 from __future__ import annotations
 
@@ -49,6 +52,11 @@ def is_blank(token_text: str) -> bool:
     """A token that shows nothing on its own: spaces, a line break, nothing, or part of a character (a byte
     token decodes to U+FFFD, which the engine never inserts)."""
     return not token_text.replace("\ufffd", "").strip()
+
+
+def opens_line(token_text: str) -> bool:
+    """A token that starts with a line break (after any spaces): as a fill's first token, a stray break."""
+    return bool(LINE_BREAK.match(token_text.lstrip(SPACE)))
 
 
 def fit(before: str, fill: str, after: str) -> str:

@@ -9,15 +9,7 @@ Each sequence gets a time ``t ~ U(eps, 1)`` and one of these corruptions:
   the ``extra`` ones the null token, so the model learns to leave
   over-allocated slots empty; each slot is then masked with probability
   ``mask_ratio(t)`` (at least one), as at an intermediate step of sampling,
-  or, a quarter of the time, all of them (as in the first pass);
-* ``grow`` (a share ``grow_prob`` of the infill examples): the canvas the
-  engine's ``grow`` mode reads (cut.py) -- the span's first ``k`` tokens
-  written, then ``grow_window`` masked slots, then the text after the span,
-  the rest of the span left out; the targets are the span's next tokens, or
-  null past its end.  Grow always shows a couple of masked slots before the
-  suffix, whatever the gap's length, while an infill example with that few
-  slots always meant a gap about to end; here only a null (or the suffix's
-  first token) says "it ends".
+  or, a quarter of the time, all of them (as in the first pass).
 
 Either way a ``SubstitutionSchedule`` may then replace tokens the mask left
 visible by tokens taken from elsewhere in the same window (the second kind
@@ -36,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cut import GROW_WINDOW
 from .schedule import NoiseSchedule, SubstitutionSchedule
 
 
@@ -65,21 +56,6 @@ def _with_substitutions(window: np.ndarray, inputs: np.ndarray, labels: np.ndarr
     return Corrupted(inputs.tolist(), labels.tolist(), weight, weights.tolist())
 
 
-def _grow_shaped(ids: np.ndarray, start: int, end: int, window: int, rng: np.random.Generator, mask_id: int,
-                 null_id: int, schedule: NoiseSchedule, share: float) -> Corrupted:
-    """The span ``ids[start:end]`` part-written as grow writes it: ``k`` tokens, ``window`` masks, the suffix."""
-    span = ids[start:end]
-    # tokens already written (k == len: it ends here); a span cut by the window's end may go on after it,
-    # so there no slot is told it ends
-    last = len(span) if end < len(ids) else max(0, len(span) - window)
-    k = int(rng.integers(0, last + 1))
-    targets = np.concatenate([span, np.full(window, null_id)])[k:k + window]
-    suffix = ids[end:end + max(0, len(ids) - start - k - window)]
-    inputs = np.concatenate([ids[:start], span[:k], np.full(window, mask_id), suffix])[: len(ids)]
-    labels = np.concatenate([np.full(start + k, -100), targets, np.full(len(suffix), -100)])[: len(ids)]
-    return _with_substitutions(ids, inputs, labels, schedule.loss_weight(1.0) / window, share, rng)
-
-
 class BoundaryTable:
     """Per-vocabulary flags to find word and line boundaries from token ids alone.
 
@@ -103,8 +79,7 @@ class BoundaryTable:
 def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: np.random.Generator, schedule: NoiseSchedule,
             mask_id: int, null_id: int | None, eps: float = 0.05, infill_prob: float = 0.5,
             max_span_words: int = 24, null_room: int = 16, all_masked_prob: float = 0.25,
-            substitute: SubstitutionSchedule = SubstitutionSchedule(), grow_prob: float = 0.0,
-            grow_window: int = GROW_WINDOW) -> Corrupted:
+            substitute: SubstitutionSchedule = SubstitutionSchedule()) -> Corrupted:
     t = float(rng.uniform(eps, 1.0))
     share = substitute.share(t)
     ratio = schedule.mask_ratio(t)
@@ -127,8 +102,6 @@ def corrupt(window: np.ndarray, starts: np.ndarray, newlines: np.ndarray, rng: n
         words = int(rng.integers(1, max_span_words + 1))
         end = int(boundary[b + words]) if b + words < len(boundary) else len(ids)
     span = ids[start:end]
-    if grow_prob > 0 and rng.random() < grow_prob:  # no draw at 0: masking-only training stays bit for bit
-        return _grow_shaped(ids, start, end, grow_window, rng, mask_id, null_id, schedule, share)
     # Over-allocate by up to the span's own length + 2 or up to null_room slots in all, whichever is
     # more: the engine's unknown-length mode hands the model null_room slots for a short fill.
     extra = int(rng.integers(0, max(len(span) + 2, null_room - len(span)) + 1))

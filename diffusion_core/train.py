@@ -49,16 +49,13 @@ class TrainConfig:
     schedule: str = "linear"
     substitute: str = "none"         # replaced-token noise beside the mask: none | mid:RATE | constant:RATE
     infill_prob: float = 0.5
-    grow_prob: float = 0.0           # share of the infill examples laid out as the grow mode reads them (masking.py)
     eval_every: int = 200
     eval_batches: int = 8
     save_every: int = 200
     seed: int = 0
     threads: int | None = None
     bf16: bool = False
-    lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection; 0: train them whole
-    freeze_layers: int = 0           # --init smollm2: leave the lowest N layers exactly as pretrained
-    keep_layers: int | None = None   # --init smollm2: keep only N of the base's layers (adapter.kept_layers)
+    lora_rank: int = 32              # --init smollm2: rank of the LoRA factors on every projection (1 or more)
     attention: str | None = None     # a base's attention layout (model/llama.py LAYOUTS); None: the start's
     device: str = "cpu"              # cpu | cuda (scripts/gpu_train.sh)
     time_budget_s: float | None = None  # stop (and anneal the learning rate) by wall-clock time instead
@@ -102,12 +99,18 @@ class _DeltaWeights:
         (out / "config.json").write_text(json.dumps(config, indent=2))
 
 
+def _start_name(init: str) -> str:
+    """The model ``--init`` names: "default" is whatever the loading module ships as its default."""
+    from .model import loading
+    return loading.DEFAULT_MODEL if init == "default" else init
+
+
 def _delta_dir(init: str) -> Path | None:
     """``init`` as a delta model directory (a shipped or trained adaptation to continue), else None."""
     from .model.assemble import DELTA_FILE
     from .model.loading import ModelLoadError, resolve_model_dir
     try:
-        path = resolve_model_dir(init)
+        path = resolve_model_dir(_start_name(init))
     except ModelLoadError:
         return None
     return path if (path / DELTA_FILE).is_file() else None
@@ -115,21 +118,21 @@ def _delta_dir(init: str) -> Path | None:
 
 def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
     """A base + adapter to train: new (``start`` None), resumed from a checkpoint, or continuing a delta."""
-    from .model.adapter import Adapter, apply_delta, kept_layers
+    from .model.adapter import Adapter, apply_delta
     from .model.assemble import DELTA_FILE, base_spec_of, load_base
     from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
     start_config = json.loads((start / "config.json").read_text()) if start else {}
     spec = base_spec_of(start_config) if start else BASES[cfg.init]
     model, tok, sha = load_base(spec)
+    # A continued delta keeps its calibrated engine values (null threshold, length mode, ...) in its config.
+    model.config.__dict__.update({k: v for k, v in start_config.items() if k.startswith("diffill_")})
     model.config.diffill_attention = cfg.attention or start_config.get("diffill_attention", "full")
     model.denoiser.set_layout(model.config.diffill_attention, tok.mask_token_id)
     if start is not None:  # resume (with the optimizer, below) or continue a delta (fresh optimizer)
         adapter = apply_delta(model, start / DELTA_FILE, sha, merge=False)
     else:
         ids = {name: tok.convert_tokens_to_ids(name) for name in (MASK_TOKEN, NULL_TOKEN)}
-        keep = kept_layers(len(model.denoiser.layers), cfg.keep_layers)
-        adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(max(1, cfg.lora_rank)),
-                          freeze_layers=cfg.freeze_layers, keep=keep)
+        adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank))
     model.config.diffill_null_token = NULL_TOKEN
     trainee = _DeltaWeights(model, adapter, spec, sha)
     if start is not None and not resuming:  # continuing a delta: count the tokens it was trained on
@@ -144,6 +147,9 @@ def _load_start(cfg: TrainConfig, resume_dir: Path | None):
         return _load_delta_start(cfg, resume_dir, resuming=True)
     start = None if cfg.init in BASES else _delta_dir(cfg.init)
     if cfg.init in BASES or start is not None:
+        if cfg.tokenizer:
+            raise ValueError("--tokenizer moves a BERT-style model onto another vocabulary; an adaptation of a "
+                             "pretrained base (--init smollm2, its deltas, the default) keeps the base's tokenizer")
         return _load_delta_start(cfg, start, resuming=False)
     if cfg.attention:
         raise ValueError("--attention chooses the layout of a pretrained Llama base (--init smollm2 or its "
@@ -164,7 +170,7 @@ def _load_bert_start(cfg: TrainConfig, resume_dir: Path | None):
             raise ValueError("--init scratch needs --tokenizer PATH (a tokenizer.json directory)")
         tok = _local_tokenizer(cfg.tokenizer)
         return model_init.from_scratch(tok), tok
-    init_dir = resolve_model_dir(cfg.init)
+    init_dir = resolve_model_dir(_start_name(cfg.init))
     tok = _local_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
     model = model_init.from_pretrained(init_dir, tok)
     return model, tok or AutoTokenizer.from_pretrained(str(init_dir), local_files_only=True)
@@ -192,7 +198,7 @@ def _batch(tokens: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, table
         window = np.asarray(tokens[s:s + span], dtype=np.int64)
         word_start, newline = table(window)
         c = corrupt(window, word_start, newline, rng, schedule, tok.mask_token_id, null_id, infill_prob=cfg.infill_prob,
-                    substitute=substitute, grow_prob=cfg.grow_prob)
+                    substitute=substitute)
         rows.append([tok.cls_token_id] + c.input_ids + [tok.sep_token_id])
         labels.append([-100] + c.labels + [-100])
         weights.append([0.0] + c.weights + [0.0])

@@ -5,8 +5,6 @@
 #   bash scripts/gpu_train.sh            # on the device; results under $OUT
 # Locally, reassemble with: cat delta.part* > delta.safetensors (the printed SHA-256 must match).
 # SUBSTITUTE=mid:0.2 trains with replaced-token noise beside the mask (issue 15; default none).
-# GROW_PROB=0.2: a share of the infill examples laid out as the grow mode reads them (default 0, the shipped
-# recipe; the 2026-12-06 leg at 0.5 did not pay: runs/smollm2-grow/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -31,8 +29,7 @@ else
 fi
 "$PY" -m diffusion_core.cli train --init .gpu/start --data .gpu/corpus/train.jsonl --out /tmp/gpu-run \
   --device "$DEVICE" --bf16 --time-budget "$MINUTES" --steps 100000 --batch-size "${BATCH:-64}" --seq-len 128 \
-  --lr "${LR:-2e-4}" --warmup 20 --save-every 200 --seed "${SEED:-7}" --substitute "${SUBSTITUTE:-none}" \
-  --grow-prob "${GROW_PROB:-0}" --quiet \
+  --lr "${LR:-2e-4}" --warmup 20 --save-every 200 --seed "${SEED:-7}" --substitute "${SUBSTITUTE:-none}" --quiet \
   2>&1 | tee "$OUT/train.log"
 CK=/tmp/gpu-run/checkpoint
 cp "$CK/config.json" "$CK/trainer_state.json" "$OUT/"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from diffusion_core.engine import STRATEGIES
+from diffusion_core.engine import EngineSettings
 from diffusion_core.gaps import DEFAULT_MARKER
 from diffusion_core.model.precision import PRECISIONS
 
@@ -19,10 +19,9 @@ from diffusion_core.model.precision import PRECISIONS
 @dataclass(frozen=True)
 class Settings:
     model: str = ""                       # path or name; "" = $DIFFILL_MODEL or the shipped default
-    strategy: str = "diffusion"           # diffusion | one-shot | left-to-right
     steps: int = 0                        # 0 = automatic (slots / 2)
     threshold: float = 0.9                # commit every slot at least this sure (0 = off)
-    maxTokens: int = 24                   # longest fill considered at the cursor
+    maxTokens: int = EngineSettings.max_tokens  # longest fill, in tokens (the model stops where the gap ends)
     candidates: int = 1                   # inline completion items (each extra one costs a sampled row)
     trigger: str = "automatic"            # automatic | manual (only explicit invocations are answered)
     enabledLanguages: tuple[str, ...] = ("*",)
@@ -33,7 +32,6 @@ class Settings:
     threads: int = 0                      # torch threads; 0 = torch's default
     precision: str = "auto"               # auto | int8 | bf16 | fp32 (see diffusion_core/model/precision.py)
     contextTokens: int = 48               # model tokens of context on each side of the gap
-    nullSlots: int = 8                    # slots offered for a fill at the cursor (unused ones stay null)
 
     def language_enabled(self, language_id: str | None) -> bool:
         lang = language_id or ""
@@ -44,10 +42,10 @@ class Settings:
 
 def _check(name: str, value, default):
     """Return (value, problem) for one field; problem is None when the value is good."""
-    choices = {"strategy": STRATEGIES, "trigger": ("automatic", "manual"), "precision": PRECISIONS}
+    choices = {"trigger": ("automatic", "manual"), "precision": PRECISIONS}
     bounds = {"steps": (0, 256), "maxTokens": (1, 128), "candidates": (1, 10), "contextChars": (0, 100_000),
               "maxDocumentChars": (1, 100_000_000), "threads": (0, 256), "threshold": (0.0, 1.0),
-              "contextTokens": (0, 250), "nullSlots": (1, 64)}
+              "contextTokens": (0, 250)}
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [value]

@@ -8,7 +8,7 @@ commands and completions share one way to turn fills into edits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from diffusion_core.engine import EngineSettings
 from diffusion_core.gaps import compile_marker, split_gaps
@@ -38,30 +38,20 @@ class Plan:
 
 
 def engine_settings(s: Settings) -> EngineSettings:
-    return EngineSettings(strategy=s.strategy, steps=s.steps or None, threshold=s.threshold or None,
+    return EngineSettings(steps=s.steps or None, threshold=s.threshold or None,
                           max_tokens=s.maxTokens, context_tokens=s.contextTokens)
 
 
 def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Callable:
-    """Fills at the cursor (inline and completion items), never empty ones: mid-line cursors get fills within
-    the line (the engine's default), and at the end of a line a fill that is only a line break gives way to
-    the best one written on the line."""
+    """Fills at the cursor (inline and completion items): mid-line cursors get fills within the line, and
+    every fill opens with text on the cursor's line (the engine's rules, joining.py)."""
     ctx = around(source, offset, offset, s.contextChars)
-    # At the cursor a short fill is wanted fast: fewer slots means fewer passes.
-    es = replace(engine_settings(s), null_slots=s.nullSlots)
+    es = engine_settings(s)
 
     def run(engine, on_step) -> list[str]:
-        return shown(lambda inline: engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step,
-                                                settings=es, inline=inline), ctx.suffix)
+        fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es)
+        return list(dict.fromkeys(f.text for f in fills if f.text.strip()))
     return run
-
-
-def shown(fill: Callable, suffix: str) -> list[str]:
-    """The texts of ``fill(inline)`` that show something. A bare line break or spaces shows nothing, so when
-    every fill is blank at the end of a line, one more fill, written on the line, costs less than none."""
-    def texts(inline) -> list[str]:
-        return list(dict.fromkeys(f.text for f in fill(inline) if f.text.strip()))
-    return texts(None) or ([] if stays_in_line(suffix) else texts(True))
 
 
 def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan | None:
@@ -117,9 +107,7 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return None
 
         def run(engine, on_step):
-            texts = shown(lambda inline: engine.continue_text(ctx.prefix, on_step=on_step, settings=es,
-                                                              inline=inline), "")
-            return [Replacement(start, start, texts[0] if texts else "")]
+            return [Replacement(start, start, engine.continue_text(ctx.prefix, on_step=on_step, settings=es)[0].text)]
         return Plan(job, run)
     if job == "bridge":
         line_start = source.rfind("\n", 0, start) + 1

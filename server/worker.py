@@ -74,7 +74,7 @@ class InferenceWorker:
         self._thread.start()
 
     # -- public -----------------------------------------------------------------
-    def load(self, model: str, threads: int = 0, precision: str = "int8") -> Job:
+    def load(self, model: str, threads: int = 0, precision: str = "auto") -> Job:
         """Load ``model`` on the worker; the previous engine serves until the new one is ready."""
         def run(_engine, _on_step):
             self.on_status("loading", f"loading model {model or 'default'}")

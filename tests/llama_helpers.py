@@ -2,6 +2,7 @@
 with a real byte-level BPE tokenizer, for the base-conversion, denoiser and adaptation tests."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,3 +94,18 @@ def write_tiny_gguf(path: Path, seed: int = 0, embed_type: str = "Q8_0", layer_t
 
 def llama_cpp_unpermute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def tiny_base_spec(gguf: Path):
+    """A ``BaseSpec`` for the tiny GGUF at ``gguf``, its reserved tokens the tiny tokenizer's mask and null."""
+    from diffusion_core.model.base import MASK_TOKEN, NULL_TOKEN, SMOLLM2, sha256_of
+    return dataclasses.replace(SMOLLM2, name="tiny-llama", gguf_sha256=sha256_of(gguf),
+                               reserved={MASK_TOKEN: "<mask>", NULL_TOKEN: "<null>"})
+
+
+def install_tiny_base(gguf: Path, spec, bases: Path, monkeypatch) -> Path:
+    """Convert the tiny GGUF into a base under ``bases`` (as DIFFILL_BASES_DIR) and register it as a base."""
+    from diffusion_core.model.base import BASES, base_dir, convert_gguf
+    monkeypatch.setenv("DIFFILL_BASES_DIR", str(bases))
+    monkeypatch.setitem(BASES, spec.name, spec)
+    return convert_gguf(gguf, base_dir(spec), spec)

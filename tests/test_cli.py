@@ -156,10 +156,14 @@ def _spliced(text, changes):
     yield text[at:]
 
 
-def test_the_cli_offers_every_length_mode_and_leaves_the_choice_to_the_model():
-    """The parser is built without importing torch, so it spells the modes out; they must stay the engine's."""
+def test_the_cli_offers_the_engines_strategies_and_defaults():
+    """The CLI's decoding options mirror the engine's: the same strategies (plus the autoregressive
+    baseline) and the same defaults."""
     from diffusion_core.cli import build_parser
-    from diffusion_core.engine import LENGTH_MODES
-    fill = next(a for a in build_parser()._subparsers._group_actions[0].choices["fill"]._actions
-                if a.dest == "length_mode")
-    assert sorted(fill.choices) == sorted(LENGTH_MODES) and fill.default is None
+    from diffusion_core.engine import STRATEGIES, EngineSettings
+    fill = build_parser()._subparsers._group_actions[0].choices["fill"]
+    actions = {a.dest: a for a in fill._actions}
+    assert list(actions["strategy"].choices) == [*STRATEGIES, "autoregressive"]
+    d = EngineSettings()
+    assert (actions["max_tokens"].default, actions["context_tokens"].default, actions["threshold"].default) == \
+        (d.max_tokens, d.context_tokens, d.threshold)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from llama_helpers import TINY_SHAPE, write_tiny_gguf
+from llama_helpers import TINY_SHAPE, install_tiny_base, tiny_base_spec, write_tiny_gguf
 
-from diffusion_core.model.base import BASES, MASK_TOKEN, NULL_TOKEN, SMOLLM2, BaseSpec, convert_gguf, sha256_of
+from diffusion_core.model.base import BASES, MASK_TOKEN, NULL_TOKEN, BaseSpec, convert_gguf
 from diffusion_core.model.gguf_file import GGUFError, GGUFFile
 
 
@@ -24,17 +24,13 @@ def tiny_gguf(tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def tiny_spec(tiny_gguf) -> BaseSpec:
-    return dataclasses.replace(SMOLLM2, name="tiny-llama", gguf_sha256=sha256_of(tiny_gguf[0]),
-                               reserved={MASK_TOKEN: "<mask>", NULL_TOKEN: "<null>"})
+    return tiny_base_spec(tiny_gguf[0])
 
 
 @pytest.fixture()
 def tiny_base(tiny_gguf, tiny_spec, tmp_path, monkeypatch) -> Path:
     """The tiny GGUF converted into a base dir under a temporary DIFFILL_BASES_DIR, registered as a base."""
-    monkeypatch.setenv("DIFFILL_BASES_DIR", str(tmp_path / "bases"))
-    monkeypatch.setitem(BASES, tiny_spec.name, tiny_spec)
-    from diffusion_core.model.base import base_dir
-    return convert_gguf(tiny_gguf[0], base_dir(tiny_spec), tiny_spec)
+    return install_tiny_base(tiny_gguf[0], tiny_spec, tmp_path / "bases", monkeypatch)
 
 
 @pytest.mark.parametrize("kind", ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"])
@@ -239,13 +235,13 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
     assert json.loads((again / "trainer_state.json").read_text())["tokens"] > tokens
     loaded = load_model(ckpt, precision="fp32")
     assert loaded.model.denoiser.layout == "full"
-    engine = InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4))
+    engine = InfillEngine(loaded, EngineSettings(max_tokens=4))
     fill = engine.fill("def add(a, b):\n    return ", "\n", length=2)[0]
     assert fill.tokens == 2 and fill.text
     assert engine.fill("The quick brown fox ", " over the lazy dog.")[0].tokens >= 1
     # int8 and bf16 paths load and run too
     for precision in ("int8", "bf16"):
-        e = InfillEngine(load_model(ckpt, precision=precision), EngineSettings(max_tokens=4, null_slots=4))
+        e = InfillEngine(load_model(ckpt, precision=precision), EngineSettings(max_tokens=4))
         assert e.fill("def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
 
 
@@ -262,59 +258,12 @@ def test_prefix_causal_training_is_recorded_and_loaded(tiny_base, tiny_spec, tmp
     assert json.loads((ckpt / "config.json").read_text())["diffill_attention"] == "prefix-causal"
     loaded = load_model(ckpt, precision="fp32")
     assert loaded.model.denoiser.layout == "prefix-causal"
-    assert InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4)).fill(
+    assert InfillEngine(loaded, EngineSettings(max_tokens=4)).fill(
         "def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
     # continuing the delta keeps its layout unless told otherwise
     again = train(dataclasses.replace(cfg, init=str(ckpt), out=str(tmp_path / "run2"), steps=1, attention=None),
                   progress=False)
     assert json.loads((again / "config.json").read_text())["diffill_attention"] == "prefix-causal"
-
-
-def test_full_fine_tune_with_dropped_layers_trains_resumes_and_loads(tiny_base, tiny_spec, tmp_path):
-    """Issue 13's comparison arms: rank 0 trains whole weights (the delta holds their change), and
-    keep_layers drops layers (the delta says which survive, the loader drops the same)."""
-    from conftest import TINY_TEXT
-    from safetensors import safe_open
-    from diffusion_core.engine import EngineSettings, InfillEngine
-    from diffusion_core.model.adapter import DeltaError, apply_delta, kept_layers
-    from diffusion_core.model.loading import load_model
-    from diffusion_core.train import TrainConfig, train
-    total = TINY_SHAPE["layers"]
-    assert kept_layers(30, 20) == list(range(19)) + [29] and kept_layers(total, None) == list(range(total))
-    with pytest.raises(ValueError, match="keep at least 1"):
-        kept_layers(30, 0)
-    data = tmp_path / "data.txt"
-    data.write_text(TINY_TEXT * 20)
-    cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=2, batch_size=4,
-                      seq_len=32, lr=1e-2, warmup=1, save_every=2, lora_rank=0, keep_layers=total - 1, threads=1)
-    ckpt = train(cfg, progress=False)
-    with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
-        names = set(f.keys())
-        meta = f.metadata()
-        change = f.get_tensor("denoiser.layers.0.self_attn.q_proj.weight")
-    assert not any("lora" in n for n in names) and json.loads(meta["kept_layers"]) == kept_layers(total, total - 1)
-    assert "denoiser.layers.0.post_attention_layernorm.weight" in names  # norms are trained as they are in LoRA
-    assert f"denoiser.layers.{total - 2}.mlp.down_proj.weight" in names and f"denoiser.layers.{total - 1}.mlp.down_proj.weight" not in names
-    base_q = _native(tiny_base).denoiser.layers[kept_layers(total, total - 1)[0]].self_attn.q_proj.weight.detach()
-    assert 0 < float(change.abs().max()) < 0.5 * float(base_q.abs().max())
-    train(dataclasses.replace(cfg, steps=3), progress=False)  # resumes whole weights and optimizer
-    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 3
-    loaded = load_model(ckpt, precision="fp32")
-    assert len(loaded.model.denoiser.layers) == total - 1 and loaded.model.config.num_hidden_layers == total - 1
-    # the loaded model is the trained one: base weights plus the stored change
-    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
-    merged = apply_delta(_native(tiny_base), ckpt / "delta.safetensors", sha)
-    with safe_open(str(ckpt / "delta.safetensors"), "pt") as f:
-        change = f.get_tensor("denoiser.layers.0.self_attn.q_proj.weight").float()
-    torch.testing.assert_close(merged.denoiser.layers[0].self_attn.q_proj.weight, base_q + change)
-    assert InfillEngine(loaded, EngineSettings(max_tokens=4, null_slots=4)).fill(
-        "def add(a, b):\n    return ", "\n", length=2)[0].tokens == 2
-    # a delta that keeps layers the base does not have is refused by name
-    from safetensors.torch import load_file, save_file
-    tensors = load_file(str(ckpt / "delta.safetensors"))
-    save_file(tensors, str(tmp_path / "odd.safetensors"), metadata={**meta, "kept_layers": json.dumps([0, total + 3])})
-    with pytest.raises(DeltaError, match="keeps layers"):
-        apply_delta(_native(tiny_base), tmp_path / "odd.safetensors", sha)
 
 
 def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suffix(tiny_base, tiny_spec, tmp_path):
@@ -371,7 +320,7 @@ def test_a_delta_model_without_its_base_says_how_to_get_it(tiny_spec, tmp_path, 
 
 @torch.no_grad()
 def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tiny_base):
-    from diffusion_core.cut import grow
+    from diffusion_core.grow import grow
     from diffusion_core.fast_tokenizer import FastTokenizer
     from diffusion_core.model.context_cache import ContextCache
     from diffusion_core.model.llama import _rotate, rotary

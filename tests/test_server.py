@@ -265,7 +265,7 @@ async def test_request_storm_keeps_the_last_answer(client: LanguageClient):
 @pytest_lsp.fixture(config=server_config(MODEL), scope="module")
 async def configured(lsp_client: LanguageClient):
     lsp_client.set_configuration({"maxTokens": 5, "trigger": "manual"}, section="diffill")
-    await start(lsp_client, "visual-studio-code", {"steps": "many", "strategy": "beam", "candidates": 2})
+    await start(lsp_client, "visual-studio-code", {"steps": "many", "precision": "fp8", "candidates": 2})
     yield
     await lsp_client.shutdown_session()
 
@@ -273,9 +273,9 @@ async def configured(lsp_client: LanguageClient):
 async def test_bad_options_are_reported_and_replaced_by_defaults(configured: LanguageClient):
     assert await wait_ready(configured) == "ready"
     shown = " | ".join(m.message for m in configured.messages)
-    assert "steps must be a number" in shown and "strategy must be one of" in shown
+    assert "steps must be a number" in shown and "precision must be one of" in shown
     status = await configured.workspace_execute_command_async(types.ExecuteCommandParams(command="diffill.status"))
-    assert status["settings"]["strategy"] == "diffusion" and status["settings"]["steps"] == 0
+    assert status["settings"]["precision"] == "auto" and status["settings"]["steps"] == 0
     assert status["settings"]["maxTokens"] == 5  # from workspace/configuration
     assert status["settings"]["trigger"] == "manual"
 
@@ -306,7 +306,7 @@ async def test_manual_trigger_and_configuration_change(configured: LanguageClien
 @pytest_lsp.fixture(config=server_config(SLOW_MODEL), scope="module")
 async def slow(lsp_client: LanguageClient):
     await start(lsp_client, "visual-studio-code",
-                {"strategy": "left-to-right", "maxTokens": 128, "contextChars": 400, "candidates": 1})
+                {"maxTokens": 128, "contextChars": 400, "candidates": 1})
     yield
     await lsp_client.shutdown_session()
 
@@ -373,7 +373,7 @@ async def test_progress_cancel_from_the_client_stops_the_job(slow: LanguageClien
 
 async def test_after_cancellations_the_next_request_works(slow: LanguageClient):
     slow.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"diffill": {"strategy": "one-shot", "maxTokens": 4}}))
+        settings={"diffill": {"maxTokens": 4}}))
     open_doc(slow, "The quick brown fox jumps over the lazy dog. " * 3)
     result = await inline(slow, 0, 20, kind=types.InlineCompletionTriggerKind.Invoked)
     assert isinstance(result, types.InlineCompletionList) and result.items

@@ -1,6 +1,7 @@
 """The training pipeline on tiny models: the loss falls, checkpoints round-trip exactly,
 the noising process keeps its invariants, DDP ranks stay in sync, ``--register``
-exports a loadable model, and vocabulary transfer keeps shared pieces."""
+exports a loadable model (continuing the default's delta too, all or nothing), and
+vocabulary transfer keeps shared pieces."""
 from __future__ import annotations
 
 import json
@@ -134,7 +135,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, scratch_dir, corpus, monkeyp
     names = {p.name for p in resumed.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"} <= names
     assert not [p for p in resumed.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")]
-    loaded_model = load_model(resumed)
+    loaded_model = load_model(resumed, precision="fp32")  # the weights as trained
     assert loaded_model.model.config.diffill_null_token == NULL
     assert loaded_model.null_token_id == loaded_model.tokenizer.convert_tokens_to_ids(NULL)
     assert _state(tmp_path / "resumed")["param_sha256"] == [train_mod._param_checksum(loaded_model.model)]
@@ -159,7 +160,7 @@ def test_export_drops_training_state_and_halves(tmp_path, tiny_model_dir, corpus
     assert not names & {"optimizer.safetensors", "trainer_state.json"}
     assert all(v.dtype == torch.float16 for v in load_file(str(dest / "model.safetensors")).values()
                if v.is_floating_point())
-    loaded = load_model(dest)
+    loaded = load_model(dest, precision="fp32")
     assert next(loaded.model.parameters()).dtype == torch.float32
     assert loaded.null_token_id is not None
 
@@ -326,7 +327,7 @@ def test_ddp_ranks_stay_in_sync(tmp_path, tiny_model_dir, corpus):
     assert state["step"] == 4
     sums = state["param_sha256"]
     assert len(sums) == 2 and sums[0] == sums[1], sums
-    loaded = load_model(out / "checkpoint")
+    loaded = load_model(out / "checkpoint", precision="fp32")
     assert train_mod._param_checksum(loaded.model) == sums[0]
     # the ranks did train (on different batches, averaged), not sit still
     start = load_file(str(tiny_model_dir / "model.safetensors"))
@@ -349,12 +350,12 @@ def test_register_exports_a_named_model_and_resumes(tmp_path, tiny_model_dir, co
     first = load_file(str(models / "mine" / "model.safetensors"))
     loaded = load_model("mine")
     assert loaded.path == models / "mine" and loaded.null_token_id is not None
-    assert _state(models / "mine" / "run")["step"] == 2
+    assert _state(models / ".runs" / "mine")["step"] == 2
 
     caplog.set_level(logging.INFO, logger="diffusion_core.train")
     assert main(args + ["--steps", "4"]) == 0
     assert any("resumed from" in r.getMessage() and "at step 2" in r.getMessage() for r in caplog.records)
-    assert _state(models / "mine" / "run")["step"] == 4
+    assert _state(models / ".runs" / "mine")["step"] == 4
     second = load_file(str(models / "mine" / "model.safetensors"))
     assert any(not torch.equal(first[k], second[k]) for k in first)
     load_model("mine")
@@ -376,6 +377,93 @@ def test_register_rejects_a_path(tmp_path, corpus, monkeypatch, capsys):
     monkeypatch.setenv("DIFFILL_MODELS_DIR", str(tmp_path / "models"))
     assert main(["train", "--data", str(corpus), "--register", "a/b", "--steps", "1"]) == 2
     assert "plain name" in capsys.readouterr().err
+
+
+def test_lora_rank_zero_is_refused(corpus, capsys):
+    """Whole-weight fine-tuning (rank 0) is gone: the rank is a positive number."""
+    from diffusion_core.cli import main
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(corpus), "--init", "smollm2", "--lora-rank", "0", "--out", "unused"])
+    assert "--lora-rank: must be at least 1, not 0" in capsys.readouterr().err
+
+
+# 5b. learn my style: --init default continues the default's delta ----------------------------
+
+STYLE = ["train", "--init", "default", "--register", "my-style", "--batch-size", "2", "--seq-len", "32",
+         "--warmup", "1", "--save-every", "1", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture()
+def tiny_default(tmp_path, monkeypatch, corpus):
+    """A user models dir, and a shipped default that is a small delta (one step, rank 4) on a tiny Llama base,
+    with a calibrated engine value in its config; returns the models dir."""
+    from llama_helpers import install_tiny_base, tiny_base_spec, write_tiny_gguf
+    from diffusion_core.export import export_model
+    from diffusion_core.model import loading
+    write_tiny_gguf(tmp_path / "tiny.gguf")
+    spec = tiny_base_spec(tmp_path / "tiny.gguf")
+    install_tiny_base(tmp_path / "tiny.gguf", spec, tmp_path / "bases", monkeypatch)
+    start = train(_cfg(tmp_path / "start", corpus, spec.name, steps=1, batch_size=2, lora_rank=4), progress=False)
+    shipped = export_model(start, tmp_path / "shipped" / "tiny-diffill")
+    config = json.loads((shipped / "config.json").read_text())
+    (shipped / "config.json").write_text(json.dumps({**config, "diffill_null_threshold": 0.25}))
+    monkeypatch.setitem(loading.SHIPPED_MODELS, "tiny-diffill", shipped)
+    monkeypatch.setattr(loading, "DEFAULT_MODEL", "tiny-diffill")
+    monkeypatch.setenv("DIFFILL_MODELS_DIR", str(tmp_path / "models"))
+    return tmp_path / "models"
+
+
+def test_learn_my_style_continues_the_default_and_registers_a_loadable_model(tiny_default, corpus, caplog):
+    from diffusion_core.cli import main
+    from diffusion_core.engine import InfillEngine
+    from diffusion_core.model.adapter import read_delta
+    from diffusion_core.model.loading import DEFAULT_MODEL, load_model, resolve_model_dir
+    start_tokens = json.loads(read_delta(resolve_model_dir(DEFAULT_MODEL) / "delta.safetensors")[0]["info"])["tokens"]
+    assert main(STYLE + ["--data", str(corpus), "--steps", "2"]) == 0
+    model = tiny_default / "my-style"
+    assert sorted(p.name for p in tiny_default.iterdir()) == [".runs", "my-style"]  # the run is no model
+    assert {p.name for p in model.iterdir()} == {"config.json", "delta.safetensors"}  # as the shipped delta
+    config = json.loads((model / "config.json").read_text())
+    assert config["diffill_null_threshold"] == 0.25 and config["diffill_base"] == "tiny-llama"
+    assert json.loads(read_delta(model / "delta.safetensors")[0]["info"])["tokens"] > start_tokens  # continued
+    fill = InfillEngine(load_model("my-style")).fill("The quick brown", " over the lazy dog.")[0]
+    assert fill.text.strip()
+    # a second invocation resumes the run and replaces the model whole
+    caplog.set_level(logging.INFO, logger="diffusion_core.train")
+    assert main(STYLE + ["--data", str(corpus), "--steps", "3"]) == 0
+    assert any("at step 2" in r.getMessage() for r in caplog.records if "resumed from" in r.getMessage())
+    assert sorted(p.name for p in tiny_default.iterdir()) == [".runs", "my-style"]
+    assert load_model("my-style").path == model
+
+
+@pytest.mark.parametrize("failing", ["training", "export"])
+def test_a_failed_run_leaves_no_model_and_the_next_one_resumes(tiny_default, corpus, monkeypatch, failing):
+    from diffusion_core import export as export_mod
+    from diffusion_core.cli import main
+    from diffusion_core.model.loading import ModelLoadError, load_model, resolve_model_dir
+    real_save, real_export = train_mod._save, export_mod.export_model
+
+    def save_then_stop(*args):
+        real_save(*args)
+        raise KeyboardInterrupt  # the user stops the run after its first checkpoint
+
+    def half_export(checkpoint, dest):
+        Path(dest).mkdir(parents=True)
+        (Path(dest) / "config.json").write_text("{}")
+        raise OSError("No space left on device")  # the disk fills up half-way through the model
+
+    if failing == "training":
+        monkeypatch.setattr(train_mod, "_save", save_then_stop)
+    else:
+        monkeypatch.setattr(export_mod, "export_model", half_export)
+    assert main(STYLE + ["--data", str(corpus), "--steps", "2"]) != 0
+    assert [p.name for p in tiny_default.iterdir()] == [".runs"]
+    with pytest.raises(ModelLoadError):
+        resolve_model_dir("my-style")
+    monkeypatch.setattr(train_mod, "_save", real_save)
+    monkeypatch.setattr(export_mod, "export_model", real_export)
+    assert main(STYLE + ["--data", str(corpus), "--steps", "2"]) == 0
+    assert load_model("my-style").path == tiny_default / "my-style"
 
 
 # 6. vocabulary transfer -----------------------------------------------------------------------
@@ -423,10 +511,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("init", ["scratch", "default"])
+@pytest.mark.parametrize("init", ["scratch", "default", "smollm2"])
 def test_train_with_a_hub_tokenizer_name_fails_fast_and_offline(tmp_path, corpus, init):
     """`diffill train --tokenizer NAME` reads tokenizers from this machine only: a hub-style name is a clear
-    error, and nothing tries the network (none is allowed here, and the hub variables are unset)."""
+    error, and nothing tries the network (none is allowed here, and the hub variables are unset).  An
+    adaptation of a pretrained base (the default may be one) refuses --tokenizer outright."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-c", NO_NETWORK, "train", "--data", str(corpus), "--init", init,
@@ -434,36 +523,8 @@ def test_train_with_a_hub_tokenizer_name_fails_fast_and_offline(tmp_path, corpus
                         "--quiet"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 2, r.stderr
     assert "NETWORK ATTEMPT" not in r.stderr
-    assert "'someone/no-such-tokenizer': no such tokenizer on this machine" in r.stderr and "Traceback" not in r.stderr
+    adapts_a_base = init == "smollm2" or train_mod._delta_dir(init) is not None
+    expected = ("keeps the base's tokenizer" if adapts_a_base
+                else "'someone/no-such-tokenizer': no such tokenizer on this machine")
+    assert expected in r.stderr and "Traceback" not in r.stderr
     assert time.monotonic() - started < 120
-
-
-def test_grow_shaped_examples_are_what_the_grow_mode_reads():
-    """``grow_prob``: the text before the gap and part of the span written, exactly ``grow_window`` masked slots whose
-    targets are the span's next tokens (null past its end), then the text after the span; the rest of the span
-    left out, so a few masked slots do not mean the gap is about to end."""
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule
-    ids, starts, newlines = _synthetic_window()
-    mask_id, null_id, window = 3, 4, 2
-    seen = {"ends here": 0, "ends in the window": 0, "runs past the window": 0}
-    for seed in range(200):
-        c = corrupt(ids, starts, newlines, np.random.default_rng(seed), NoiseSchedule(), mask_id, null_id,
-                    infill_prob=1.0, grow_prob=1.0, grow_window=window)
-        inputs, labels = np.array(c.input_ids), np.array(c.labels)
-        slots = np.flatnonzero(inputs == mask_id)
-        p = int(slots[0])
-        assert list(slots) == list(range(p, min(p + window, len(ids))))  # only the window's end cuts them
-        assert list(np.flatnonzero(labels != -100)) == list(slots)
-        assert np.array_equal(inputs[:p], ids[:p])                      # before the slots: the text as written
-        rest = inputs[p + window:]
-        if not len(rest):                                               # the span ran to the window's end
-            continue
-        q = next(q for q in range(p, len(ids) + 1) if np.array_equal(ids[q:q + len(rest)], rest))
-        targets = labels[slots]
-        expected = [ids[p + j] if p + j < q else null_id for j in range(len(slots))]
-        assert list(targets) == expected                                # the span's next tokens, then null
-        seen["ends here" if q == p else "ends in the window" if q < p + window else "runs past the window"] += 1
-        assert len(inputs) <= len(ids) and c.weights[p] > 0
-    assert all(seen.values()), seen
-

@@ -6,11 +6,6 @@ tokens (the head is tied, so those rows are also their output rows).  Everything
 as converted.  ``delta.safetensors`` holds exactly that state (float16) and its metadata names
 the base by the SHA-256 of its GGUF, so a delta is never applied to another base.
 
-Two variants for the comparison issue 13 asks for: rank 0 trains every projection whole (full
-fine-tuning; the delta then holds ``W - W_base``, which float16 keeps exactly where it would round
-``W`` itself away), and ``keep_layers`` drops layers of the base for speed (``kept_layers`` says
-which survive; the delta records them and the loader drops the same ones).
-
 ``merge()`` folds the factors into the weights for inference: the served model is a plain
 ``NativeLlamaDenoiser`` (int8 and bf16 paths as for any model).
 """
@@ -53,47 +48,25 @@ class LoRALinear(nn.Module):
         return self.base
 
 
-def kept_layers(total: int, keep: int | None) -> list[int]:
-    """Which of a base's ``total`` layers survive when only ``keep`` do: the lowest ``keep - 1`` and the last.
-
-    The deepest layers but the last change the residual stream least (Gromov et al. 2024, "The Unreasonable
-    Ineffectiveness of the Deeper Layers"); the last one stays because the tied head reads its output."""
-    if keep is None or keep >= total:
-        return list(range(total))
-    if keep < 1:
-        raise ValueError(f"keep at least 1 of the base's {total} layers (asked for {keep})")
-    return list(range(keep - 1)) + [total - 1]
-
-
 class Adapter:
     """Attach trainable state to a loaded base denoiser; ``state()`` / ``load()`` / ``save()`` the delta."""
 
-    def __init__(self, model: NativeLlamaDenoiser, token_ids: dict[str, int], rank: int = 32, alpha: float = 32.0,
-                 freeze_layers: int = 0, keep: list[int] | None = None):
+    def __init__(self, model: NativeLlamaDenoiser, token_ids: dict[str, int], rank: int = 32, alpha: float = 32.0):
+        if rank < 1:
+            raise ValueError(f"the LoRA rank must be at least 1, not {rank}")
         self.model, self.rank, self.alpha = model, rank, alpha
         self.token_ids = dict(token_ids)  # token name -> id whose embedding row is trained
         self.info: dict = {}              # what the delta it was loaded from says of itself (tokens trained)
-        self.kept_layers = model.keep_layers(keep) if keep is not None else list(range(len(model.denoiser.layers)))
         for p in model.parameters():
             p.requires_grad_(False)
         d = model.denoiser
-        self.trained_layers = list(range(freeze_layers, len(d.layers)))  # indices into the kept layers
-        self._base_weights: dict[str, torch.Tensor] = {}  # rank 0: the weights the delta is taken against
-        for i in self.trained_layers:
-            layer = d.layers[i]
+        for layer in d.layers:
             for parent in (layer.self_attn, layer.mlp):
                 for name in PROJECTIONS:
-                    if not hasattr(parent, name):
-                        continue
-                    if rank == 0:
-                        getattr(parent, name).weight.requires_grad_(True)
-                    else:
+                    if hasattr(parent, name):
                         setattr(parent, name, LoRALinear(getattr(parent, name), rank, alpha))
             layer.input_layernorm.weight.requires_grad_(True)
             layer.post_attention_layernorm.weight.requires_grad_(True)
-        if rank == 0:
-            self._base_weights = {n: p.detach().clone() for n, p in model.named_parameters()
-                                  if p.requires_grad and n.endswith("_proj.weight")}
         d.norm.weight.requires_grad_(True)
         # The trained rows live on the model (so they move with it to a device); the embedding table is
         # read with them in place, out of place, so the base table stays frozen.
@@ -106,21 +79,20 @@ class Adapter:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def state(self) -> dict[str, torch.Tensor]:
-        """Every trained tensor by name (LoRA factors, norms, token rows; a whole weight as its change)."""
-        return {name: (p.detach() - self._base_weights[name].to(p.device)) if name in self._base_weights
-                else p.detach() for name, p in self.model.named_parameters() if p.requires_grad}
+        """Every trained tensor by name (LoRA factors, norms, token rows)."""
+        return {name: p.detach() for name, p in self.model.named_parameters() if p.requires_grad}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         own = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, value in state.items():
-                own[name].copy_(value + self._base_weights[name].to(value.device) if name in self._base_weights
-                                else value)
+                own[name].copy_(value)
 
     def save(self, path: Path, base_sha256: str, info: dict | None = None) -> None:
         meta = {"base_sha256": base_sha256, "rank": str(self.rank), "alpha": str(self.alpha),
-                "trained_layers": json.dumps(self.trained_layers), "token_ids": json.dumps(self.token_ids),
-                "kept_layers": json.dumps(self.kept_layers), "info": json.dumps(info or {})}
+                # every layer; kept in the metadata because earlier releases read which layers carry factors
+                "trained_layers": json.dumps(list(range(len(self.model.denoiser.layers)))),
+                "token_ids": json.dumps(self.token_ids), "info": json.dumps(info or {})}
         tmp = path.with_name(path.name + ".tmp")
         save_file({k: v.to("cpu", torch.float16).contiguous() for k, v in self.state().items()}, str(tmp),
                   metadata=meta)
@@ -133,8 +105,7 @@ class Adapter:
             d.embed_tokens.weight[d.token_row_ids] = d.token_rows.to(d.embed_tokens.weight.dtype)
         d.embedding_override = None
         del d.token_rows, d.token_row_ids
-        for i in self.trained_layers:
-            layer = d.layers[i]
+        for layer in d.layers:
             for parent in (layer.self_attn, layer.mlp):
                 for name in PROJECTIONS:
                     module = getattr(parent, name, None)
@@ -142,7 +113,6 @@ class Adapter:
                         setattr(parent, name, module.merged())
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self._base_weights = {}
         return self.model
 
 
@@ -169,12 +139,9 @@ def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str, merge:
     if meta["base_sha256"] != base_sha256:
         raise DeltaError(f"{path} was trained on the base with GGUF SHA-256 {meta['base_sha256']}, but the base "
                          f"found has {base_sha256}; run `diffill fetch-base` to get the base this delta needs")
-    layers = json.loads(meta["trained_layers"])
-    kept = json.loads(meta["kept_layers"]) if "kept_layers" in meta else None  # older deltas kept every layer
-    if kept is not None and (not kept or max(kept) >= len(model.denoiser.layers)):
-        raise DeltaError(f"{path}: delta keeps layers {kept}, but the base has {len(model.denoiser.layers)}")
-    adapter = Adapter(model, json.loads(meta["token_ids"]), rank=int(meta["rank"]), alpha=float(meta["alpha"]),
-                      freeze_layers=min(layers) if layers else len(kept or model.denoiser.layers), keep=kept)
+    if int(meta["rank"]) < 1:  # a whole-weight delta (--lora-rank 0, retired): say so, not "rank must be ..."
+        raise DeltaError(f"{path}: a whole-weight delta (rank 0), which Diffill no longer loads")
+    adapter = Adapter(model, json.loads(meta["token_ids"]), rank=int(meta["rank"]), alpha=float(meta["alpha"]))
     own = adapter.state()
     problems = [k for k in own if k not in tensors or tensors[k].shape != own[k].shape]
     if problems or set(tensors) - set(own):

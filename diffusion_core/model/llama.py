@@ -22,7 +22,6 @@ Adaptation state (LoRA factors, retrained norms, the rows of the mask and null t
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 from dataclasses import dataclass
 
@@ -261,16 +260,6 @@ class NativeLlamaDenoiser(nn.Module):
             raise ValueError(f"weights do not match this Llama shape (missing {missing[:3]}, unexpected "
                              f"{unexpected[:3]})")
         self.load_state_dict(renamed, strict=True)
-
-    def keep_layers(self, indices: list[int]) -> list[int]:
-        """Drop every layer not in ``indices`` (the base's numbering); returns them as kept."""
-        layers = self.denoiser.layers
-        if not indices or sorted(set(indices)) != list(indices) or indices[-1] >= len(layers):
-            raise ValueError(f"cannot keep layers {indices} of {len(layers)}")
-        self.denoiser.layers = nn.ModuleList(layers[i] for i in indices)
-        self.shape = self.denoiser.shape = dataclasses.replace(self.shape, num_hidden_layers=len(indices))
-        self.config.num_hidden_layers = len(indices)
-        return list(indices)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Full logits (B, T, V) for every position (row i predicts token i)."""

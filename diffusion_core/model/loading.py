@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 APP = "diffill"
 SHIPPED_DIR = Path(__file__).parent.parent / "models"
-# Models that ship with Diffill, by name. smollm2-diffill: a delta on the SmolLM2-135M base (fetched by
-# `diffill fetch-base`); bert-41m: the earlier 22M-parameter BERT trained on 41.4M tokens, kept for comparison.
-SHIPPED_MODELS = {"smollm2-diffill": SHIPPED_DIR / "smollm2-diffill", "bert-41m": SHIPPED_DIR / "bert-41m"}
-DEFAULT_MODEL = "bert-41m"
+# Models that ship with Diffill, by name. smollm2-diffill: a LoRA delta that turns the SmolLM2-135M base
+# (fetched and converted once by `diffill fetch-base`) into a masked-diffusion denoiser.
+SHIPPED_MODELS = {"smollm2-diffill": SHIPPED_DIR / "smollm2-diffill"}
+DEFAULT_MODEL = "smollm2-diffill"
 SHIPPED_DEFAULT = SHIPPED_MODELS[DEFAULT_MODEL]
 
 
@@ -113,10 +113,10 @@ BACKENDS = ("auto", "native", "transformers")
 
 
 def load_model(name: str | os.PathLike | None = None, threads: int | None = None,
-               precision: str = "fp32", backend: str = "auto") -> LoadedModel:
+               precision: str = "auto", backend: str = "auto") -> LoadedModel:
     """Load a masked LM for infilling, or raise ``ModelLoadError`` with a clear reason.
 
-    ``precision`` is fp32, bf16 or int8 (see ``precision.py``); an unsupported one falls back to fp32.
+    ``precision`` is auto, fp32, bf16 or int8 (see ``precision.py``); an unsupported one falls back to fp32.
     ``backend``: ``native`` runs BERT directories without importing transformers (fast start-up,
     see ``native_bert.py``), ``transformers`` runs any masked-LM family, ``auto`` tries native first.
     """

@@ -1,6 +1,7 @@
 -- End-to-end test in headless Neovim against the real Diffill server (driven by tests/test_nvim.py):
 --   DIFFILL_E2E=this file nvim --headless --clean -c "lua dofile(vim.env.DIFFILL_E2E)"
--- Env: DIFFILL_PLUGIN_DIR, DIFFILL_TEST_PYTHON, DIFFILL_TEST_MODEL, DIFFILL_TEST_DIR, DIFFILL_TEST_OUT.
+-- Env: DIFFILL_PLUGIN_DIR, DIFFILL_TEST_PYTHON, DIFFILL_TEST_MODEL (a path or a name; empty: the shipped
+-- default, as a user gets it), DIFFILL_TEST_DIR, DIFFILL_TEST_OUT.
 -- Writes a JSON report to DIFFILL_TEST_OUT; exits 0 (qa!) when every step passed, else cquit 1.
 -- The steps run in a coroutine that sleeps on timers, so typeahead, autocmds and RPC all run normally.
 local env = vim.env
@@ -99,11 +100,13 @@ local function main()
   report.steps.missing_cmd = vim.tbl_map(function(n) return n.msg end, vim.list_slice(report.notifications, seen + 1))
 
   -- 2. Start the real server; wait until the model is loaded.
-  require('diffill').setup({
-    cmd = { env.DIFFILL_TEST_PYTHON, '-m', 'server', '--model', env.DIFFILL_TEST_MODEL },
-    server = { maxTokens = 6, candidates = 2 },
-    debounce = 50,
-  })
+  local model = env.DIFFILL_TEST_MODEL or ''
+  local cmd = { env.DIFFILL_TEST_PYTHON, '-m', 'server' }
+  if model ~= '' then
+    vim.list_extend(cmd, { '--model', model })
+  end
+  local base = { cmd = cmd, server = { maxTokens = 6, candidates = 2 }, debounce = 50 }
+  require('diffill').setup(base)
   local b = open('doc.py', { 'def add(a, b):', '    return ' })
   wait_for('diffill/status ready', function()
     local s = require('diffill.status').current
@@ -154,8 +157,6 @@ local function main()
   keys('<Esc>')
 
   -- 4b. Manual trigger: typing asks nothing, the suggest key does; a disabled filetype gets nothing.
-  local base = { cmd = { env.DIFFILL_TEST_PYTHON, '-m', 'server', '--model', env.DIFFILL_TEST_MODEL },
-    server = { maxTokens = 6, candidates = 2 }, debounce = 50 }
   local function quiet(what)
     keys('A')
     keys(' x')
@@ -224,7 +225,9 @@ local function main()
   -- 8. :Diffill status asks the server (diffill.status) for state, model and settings.
   vim.cmd('Diffill status')
   local st = wait_for('diffill.status result', function() return require('diffill.status').last end)
-  check(st.model == env.DIFFILL_TEST_MODEL and st.settings.maxTokens == 6, 'status: ' .. vim.inspect(st))
+  -- The server reports the model's directory: the path given, or the folder a name resolves to.
+  check(st.model and (model == '' or st.model == model or vim.fs.basename(st.model) == model)
+    and st.settings.maxTokens == 6, 'status: ' .. vim.inspect(st))
   report.steps.status = st
 
   -- 9. :checkhealth diffill reports OK lines and no ERROR.

@@ -2,7 +2,8 @@
 # End-to-end check in a real VS Code: code-server (from npm, on Node 24 from npm) with the
 # packaged .vsix installed, driven in headless Chromium by playwright-core (e2e/drive.cjs).
 # Not part of ci.sh: it downloads ~60 MB, builds code-server's native modules (~1 min) and
-# needs Debian's chromium (apt-get install -y chromium) and a Python environment with Diffill.
+# needs Debian's chromium (apt-get install -y chromium) and a Python environment with Diffill whose
+# default model, smollm2-diffill, has its base fetched (scripts/setup.sh runs `diffill fetch-base`).
 #
 #   editors/vscode/ci.sh                 # builds diffill-*.vsix first
 #   editors/vscode/e2e/run.sh            # PYTHON=... MODEL=DIR|tiny E2E_DIR=... CHROMIUM=... to override
@@ -49,6 +50,10 @@ fi
 # The model a user gets: the shipped default (no diffill.model setting), unless MODEL names another
 # (MODEL=tiny: the tests' tiny random model, for checking the plumbing alone; its fills are gibberish).
 model="${MODEL:-}"
+if [ -z "$model" ] && ! "$python" -c 'import sys; from diffusion_core.model.base import is_converted; sys.exit(not is_converted())'; then
+  echo "the default model's base is not in $DIFFILL_BASES_DIR: run 'diffill fetch-base' (scripts/setup.sh does)" >&2
+  exit 1
+fi
 if [ "$model" = "tiny" ]; then
   model="$work/tiny"
   (cd "$repo/tests" && "$python" -c "import sys, conftest; from pathlib import Path; conftest.build_tiny_model(Path(sys.argv[1]))" "$model")

@@ -6,10 +6,10 @@ export interface Range { start: Position; end: Position }
 
 /** Settings the server understands (server/config.py); `server.*` and `trace.*` stay in the client. */
 export const SERVER_SETTINGS = [
-  'model', 'steps', 'strategy', 'trigger', 'enabledLanguages', 'disabledLanguages',
+  'model', 'steps', 'trigger', 'enabledLanguages', 'disabledLanguages',
   'maxTokens', 'candidates', 'threshold', 'gapMarker', 'precision',
   // Not contributed, but passed on when a user writes them into settings.json.
-  'contextChars', 'maxDocumentChars', 'threads', 'contextTokens', 'nullSlots',
+  'contextChars', 'maxDocumentChars', 'threads', 'contextTokens',
 ] as const;
 
 /** The `diffill` settings as the server wants them: `get` reads one key of the section. */

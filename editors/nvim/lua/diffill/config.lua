@@ -3,7 +3,7 @@ local M = {}
 
 M.defaults = {
   cmd = { 'diffill', 'serve' }, -- how to start the server; add '--model', PATH to pin a model
-  server = {}, -- Diffill server settings: model, strategy, steps, maxTokens, candidates, gapMarker, ...
+  server = {}, -- Diffill server settings: model, maxTokens, candidates, steps, threshold, gapMarker, ...
   trigger = 'automatic', -- 'automatic' (as you type) or 'manual' (keys.suggest)
   debounce = 150, -- ms of quiet typing before an automatic request
   filetypes = { ['*'] = true, help = false }, -- ghost text per filetype; '*' is the fallback

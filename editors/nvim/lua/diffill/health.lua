@@ -2,13 +2,21 @@
 local M = {}
 local health = vim.health
 
--- Ask the server's Python which version it is and where it finds the model (without loading it).
+-- Ask the server's Python which version it is, where it finds the model and, for a model built on a
+-- pretrained base (smollm2-diffill, the default), whether set-up fetched that base (without loading either).
 local PROBE = [[
 import json, sys
 out = {"python": sys.version.split()[0]}
 try:
     from diffusion_core.model.loading import resolve_model_dir
-    out["model"] = str(resolve_model_dir(sys.argv[1] or None))
+    path = resolve_model_dir(sys.argv[1] or None)
+    out["model"] = str(path)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if isinstance(config, dict) and config.get("diffill_base"):
+        from diffusion_core.model.assemble import base_spec_of
+        from diffusion_core.model.base import base_dir, is_converted
+        spec = base_spec_of(config)
+        out["base"], out["base_ok"] = str(base_dir(spec)), is_converted(spec)
 except ImportError as exc:
     out["import_error"] = str(exc)
 except Exception as exc:
@@ -99,6 +107,12 @@ function M.check()
       .. "or point setup({ cmd = { ..., '--model', PATH } }) / server.model at a model directory" })
   else
     health.ok(('model %s: %s'):format(model ~= '' and model or 'default', info.model))
+    if info.base and not info.base_ok then
+      health.error('the model\'s pretrained base is not in ' .. info.base,
+        { 'run `diffill fetch-base` once (scripts/setup.sh does); the server never downloads it' })
+    elseif info.base then
+      health.ok('pretrained base: ' .. info.base)
+    end
   end
 
   health.start('Logs')

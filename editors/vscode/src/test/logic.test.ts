@@ -1,9 +1,11 @@
 // Plain-Node tests (node --test) of the client's logic; nothing here needs VS Code.
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import {
   chooseFill, commandTarget, expandPath, hasGapMarkers, initializationOptions, plainInlineContext, resolveServerLaunch,
-  serverSettings, statusView,
+  SERVER_SETTINGS, serverSettings, statusView,
 } from '../logic';
 
 const at = (line: number, character: number) => ({ line, character });
@@ -12,7 +14,7 @@ const range = (l1: number, c1: number, l2: number, c2: number) => ({ start: at(l
 describe('settings -> initializationOptions', () => {
   // What vscode.workspace.getConfiguration('diffill').get(key) returns with a few user values.
   const config: Record<string, unknown> = {
-    model: '/models/tiny', steps: 8, strategy: 'one-shot', trigger: 'manual', enabledLanguages: ['*'],
+    model: '/models/tiny', steps: 8, trigger: 'manual', enabledLanguages: ['*'],
     disabledLanguages: ['python'], maxTokens: 16, candidates: 2, threshold: 0.5, gapMarker: '<gap>',
     server: { command: 'diffill', args: [], pythonPath: '' }, trace: { server: 'off' },
   };
@@ -21,7 +23,7 @@ describe('settings -> initializationOptions', () => {
   it('wraps the server settings in a "diffill" object', () => {
     assert.deepEqual(initializationOptions(get), {
       diffill: {
-        model: '/models/tiny', steps: 8, strategy: 'one-shot', trigger: 'manual', enabledLanguages: ['*'],
+        model: '/models/tiny', steps: 8, trigger: 'manual', enabledLanguages: ['*'],
         disabledLanguages: ['python'], maxTokens: 16, candidates: 2, threshold: 0.5, gapMarker: '<gap>',
       },
     });
@@ -44,6 +46,18 @@ describe('settings -> initializationOptions', () => {
 
   it('keeps falsy but meaningful values', () => {
     assert.deepEqual(serverSettings((k) => ({ steps: 0, threshold: 0, model: '' })[k]), { model: '', steps: 0, threshold: 0 });
+  });
+
+  it('drops the removed strategy and nullSlots settings still written in a settings.json', () => {
+    assert.deepEqual(serverSettings((k) => ({ strategy: 'one-shot', nullSlots: 8, maxTokens: 12 })[k]), { maxTokens: 12 });
+  });
+
+  it('sends every contributed setting except the client-only server.* and trace.*', () => {
+    const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8'));
+    const contributed = Object.keys(manifest.contributes.configuration.properties)
+      .map((key) => key.replace(/^diffill\./, ''))
+      .filter((key) => !/^(server|trace)\./.test(key));
+    assert.deepEqual(contributed.filter((key) => !(SERVER_SETTINGS as readonly string[]).includes(key)), []);
   });
 });
 

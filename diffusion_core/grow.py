@@ -1,4 +1,7 @@
-"""The ``grow`` unknown-length mode: fill a gap in reading order and stop where the model says it ends.
+"""Gaps of unknown length: fill in reading order and stop where the model says the gap ends.
+
+This is the one unknown-length policy, for every model and every job (four others were measured and
+retired: docs/experiments.md).
 
 A masked slot right after a finished fill is where the model says what
 comes next: the null token, or the text after the gap (its first token:
@@ -55,15 +58,15 @@ class Grown:
 
 def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: int, end_ids: list[int],
          never: list[int], max_tokens: int, window: int = 3, threshold: float | None = None,
-         ban: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+         ban: Callable[[torch.Tensor, list[int]], torch.Tensor] | None = None,
          on_step: Callable[[int, int, torch.Tensor], None] | None = None, keep: int = 1) -> Grown:
     """Fill the gap between ``before`` (T0,) and ``after`` (T1,) token ids, up to ``max_tokens`` tokens.
 
     ``end_ids`` are the tokens whose probability at the slot after a fill is P(end) (the null token,
     the suffix's first token); ``never`` the ones never written (the null token).  ``threshold``: also
-    commit the slots right after the first one whose probability reaches it.  ``ban(logits, filled)``
-    may mask logits (N, V) of the window's slots given how many tokens are already written (keeping
-    a fill on its line).  ``on_step(pass, max_tokens, ids)`` runs after each pass; raising there stops.
+    commit the slots right after the first one whose probability reaches it (each as the bans allow it
+    after the tokens before it).  ``ban(logits, written)`` may mask logits (S, V) of
+    the window's slots given the tokens already written (keeping a fill on its line, no word twice).  ``on_step(pass, max_tokens, ids)`` runs after each pass; raising there stops.
     ``keep``: how many lengths are wanted (the early stop waits until a longer fill cannot make the top
     ``keep``).
     """
@@ -86,13 +89,14 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
             claims[len(tokens)] = sum(logp) + float(lp[0, ends].logsumexp(0))
         if len(tokens) == max_tokens:
             break
-        allowed = logits if ban is None else ban(logits, len(tokens))     # bans choose; they do not rescore
+        allowed = logits if ban is None else ban(logits, tokens)          # bans choose; they do not rescore
         allowed[:, never] = float("-inf")
         guess = allowed.argmax(-1)                                        # (slots,)
         conf = lp.gather(-1, guess[:, None]).squeeze(-1)                  # (slots,)
         take = 1
         while threshold is not None and take < min(slots, max_tokens - len(tokens)) \
-                and float(conf[take].exp()) >= threshold:
+                and float(conf[take].exp()) >= threshold and _allowed(ban, logits[take], tokens + guess[:take].tolist(),
+                                                                      int(guess[take])):
             take += 1
         tokens += guess[:take].tolist()
         logp += conf[:take].tolist()
@@ -102,3 +106,8 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
         if len(claims) >= keep and sum(logp) < sorted(claims.values())[-keep]:
             break
     return Grown(tokens, logp, claims, passes)
+
+
+def _allowed(ban, logits: torch.Tensor, written: list[int], token: int) -> bool:
+    """Whether ``ban`` lets ``token`` follow ``written`` at a slot with ``logits`` (V,)."""
+    return ban is None or bool(torch.isfinite(ban(logits[None].clone(), written)[0, token]))
