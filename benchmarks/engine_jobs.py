@@ -1,8 +1,10 @@
 """In-process engine benchmarks: latency per job, and quality against forward passes.
 
-Every job is timed with each strategy (diffusion and the two baselines) on the
-same engine, in the same process, over the same fixed inputs: repetition ``r``
-uses input ``r % len(inputs)``, after one untimed warm-up call.
+Every job is timed with diffusion and the baselines on the same engine, in the
+same process, over the same fixed inputs: repetition ``r`` uses input
+``r % len(inputs)``, after one untimed warm-up call.  A gap of unknown length is
+grown (diffusion_core/grow.py) and both baselines grow it one token per pass, so
+one-shot runs only on the jobs whose lengths are given (see ``strategies``).
 """
 from __future__ import annotations
 
@@ -11,14 +13,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from diffusion_core.engine import EngineSettings, Fill, InfillEngine
+from diffusion_core.engine import STRATEGIES, EngineSettings, Fill, InfillEngine
 from diffusion_core.evaluate import score_one
 
 from . import inputs as inp
-from .floor import PassRecorder, floor_ms
 from .timing import now_ms, summary
 
-MULTI_LINE_TOKENS = 64  # longest multi-line gap probed (the engine's default stops at 32)
+MULTI_LINE_TOKENS = 64  # longest multi-line fill (the engine's default stops at 16)
 
 
 @dataclass
@@ -27,7 +28,10 @@ class Job:
     about: str
     inputs: list[dict]
     call: Callable[[InfillEngine, dict, EngineSettings], Fill]
-    server_case: bool = False  # also timed through the language server (lsp_roundtrip.py)
+    given: bool = False  # the lengths are given, so one-shot differs from left-to-right
+
+    def strategies(self) -> tuple[str, ...]:
+        return STRATEGIES if self.given else tuple(x for x in STRATEGIES if x != "one-shot")
 
 
 def _fill(engine, x, s):
@@ -39,9 +43,7 @@ def _fill_given_length(engine, x, s):
 
 
 def _fill_long(engine, x, s):
-    wide = replace(s, max_tokens=max(s.max_tokens, MULTI_LINE_TOKENS), null_slots=MULTI_LINE_TOKENS,
-                   length_candidates=tuple(sorted(set(s.length_candidates) | {48, MULTI_LINE_TOKENS})))
-    return engine.fill(x["prefix"], x["suffix"], settings=wide)[0]
+    return engine.fill(x["prefix"], x["suffix"], settings=replace(s, max_tokens=MULTI_LINE_TOKENS))[0]
 
 
 def _fill_gaps(engine, x, s):
@@ -60,16 +62,15 @@ def make_jobs(items: list[dict], tokenizer, n: int) -> list[Job]:
              for x in prose]
     code = inp.of_kind(items, "code-tail")
     return [
-        Job("short prose gap", "prose-short, unknown length", prose, _fill, server_case=True),
-        Job("short prose gap, given length", "same gaps, oracle token count", given, _fill_given_length),
-        Job("code-line gap", "code-tail, unknown length", inp.first(code, inp.single_gap, n), _fill,
-            server_case=True),
+        Job("short prose gap", "prose-short, unknown length", prose, _fill),
+        Job("short prose gap, given length", "same gaps, oracle token count", given, _fill_given_length, given=True),
+        Job("code-line gap", "code-tail, unknown length", inp.first(code, inp.single_gap, n), _fill),
         Job("multi-line gap", "2-3 whole code lines cut out, unknown length (up to 64 tokens)",
             inp.first(code + inp.of_kind(items, "code-ident"), inp.multi_line_gap, n), _fill_long),
         Job("3 gaps jointly", "prose-short gap + two 2-word gaps after it, fill_gaps",
             inp.first(inp.of_kind(items, "prose-short"), inp.three_gaps, n), _fill_gaps),
         Job("rewrite ~40 words", "rewrite(strength=0.3) of a 40-word prose-long selection",
-            inp.first(inp.of_kind(items, "prose-long"), inp.rewrite_selection, n), _rewrite),
+            inp.first(inp.of_kind(items, "prose-long"), inp.rewrite_selection, n), _rewrite, given=True),
     ]
 
 
@@ -81,25 +82,17 @@ def exact(fill: Fill, answers: list[str] | None) -> float | None:
     return float(len(texts) == len(answers) and all(score_one(t, a)["exact"] for t, a in zip(texts, answers)))
 
 
-def time_job(engine: InfillEngine, job: Job, settings: EngineSettings, reps: int, gflops: float,
-             shape: dict) -> dict:
-    """Latency, passes, exact match and compute floor of ``job`` under ``settings``."""
-    recorder = PassRecorder(engine.runner)
+def time_job(engine: InfillEngine, job: Job, settings: EngineSettings, reps: int) -> dict:
+    """Latency, passes and exact match of ``job`` under ``settings``."""
     job.call(engine, job.inputs[0], settings)  # warm-up, untimed
     rows = []
-    engine.runner = recorder
-    try:
-        for r in range(reps):
-            x = job.inputs[r % len(job.inputs)]
-            recorder.take()
-            t0 = now_ms()
-            fill = job.call(engine, x, settings)
-            ms = now_ms() - t0
-            rows.append({"input": x["id"], "ms": round(ms, 3), "passes": fill.passes, "tokens": fill.tokens,
-                         "exact": exact(fill, x["answers"]), "text": fill.text,
-                         "floor_ms": round(floor_ms(shape, recorder.take(), gflops), 4)})
-    finally:
-        engine.runner = recorder.runner
+    for r in range(reps):
+        x = job.inputs[r % len(job.inputs)]
+        t0 = now_ms()
+        fill = job.call(engine, x, settings)
+        ms = now_ms() - t0
+        rows.append({"input": x["id"], "ms": round(ms, 3), "passes": fill.passes, "tokens": fill.tokens,
+                     "exact": exact(fill, x["answers"]), "text": fill.text})
     scored = {row["input"]: row["exact"] for row in rows if row["exact"] is not None}
     return {"job": job.name, "strategy": settings.strategy, **summary([row["ms"] for row in rows]),
             "passes": round(statistics.fmean(row["passes"] for row in rows), 2),
@@ -107,13 +100,7 @@ def time_job(engine: InfillEngine, job: Job, settings: EngineSettings, reps: int
             "passes_per_token": round(sum(row["passes"] for row in rows) /
                                       max(1, sum(max(1, row["tokens"]) for row in rows)), 3),
             "exact": round(100 * statistics.fmean(scored.values()), 1) if scored else None,
-            "x_floor_p50": _x_floor(rows),
             "rows": rows}
-
-
-def _x_floor(rows: list[dict]) -> float | None:
-    ratios = [row["ms"] / row["floor_ms"] for row in rows if row["floor_ms"] > 0]
-    return round(statistics.median(ratios), 2) if ratios else None
 
 
 def quality(engine: InfillEngine, items: list[dict], settings: EngineSettings) -> dict:
@@ -129,29 +116,24 @@ def quality(engine: InfillEngine, items: list[dict], settings: EngineSettings) -
     return {"n": len(rows), "exact": round(100 * statistics.fmean(r["exact"] for r in rows), 2),
             "char_sim": round(100 * statistics.fmean(r["char_sim"] for r in rows), 2),
             "passes": round(passes / len(rows), 2), "passes_per_token": round(passes / tokens, 3),
-            # the same without the batched length-probe pass a probe-mode fill starts with (the hybrid and
-            # marginal modes decide the length inside their denoising passes: nothing to leave out)
-            "denoise_passes_per_token": round((passes - (len(rows) if settings.length_mode == "probe" else 0))
-                                              / tokens, 3),
             **{k: v for k, v in summary([r["ms"] for r in rows]).items() if k != "n"}}
 
 
-def sweep_settings(thresholds: list[float | None], tokens_per_step: list[float]) -> list[EngineSettings]:
-    """The diffusion grid (every tokens-per-step x threshold), then the two baselines."""
-    grid = [EngineSettings(tokens_per_step=k, threshold=t) for k in tokens_per_step for t in thresholds]
-    return grid + [EngineSettings(strategy="left-to-right"), EngineSettings(strategy="one-shot")]
+def sweep_settings(thresholds: list[float]) -> list[EngineSettings]:
+    """Left-to-right (one token per pass), then diffusion at each confidence threshold.  A grown fill commits
+    one token per pass plus the slots after it at least ``threshold`` sure; tokens_per_step and steps only
+    apply to given lengths, so they are not swept."""
+    return [EngineSettings(strategy="left-to-right")] + [EngineSettings(threshold=t) for t in thresholds]
 
 
 def label(s: EngineSettings) -> str:
-    if s.strategy != "diffusion":
-        return s.strategy
-    return f"diffusion {s.tokens_per_step:g} tok/pass, threshold {'off' if s.threshold is None else s.threshold}"
+    return s.strategy if s.strategy != "diffusion" else f"diffusion, threshold {s.threshold:g}"
 
 
 def run_sweep(engine: InfillEngine, items: list[dict], settings: list[EngineSettings]) -> list[dict]:
     out = []
     for i, s in enumerate(settings, 1):
         print(f"  quality {i}/{len(settings)}: {label(s)}", file=sys.stderr, flush=True)
-        out.append({"label": label(s), "strategy": s.strategy, "tokens_per_step": s.tokens_per_step,
-                    "threshold": s.threshold, "default": s == EngineSettings(), **quality(engine, items, s)})
+        out.append({"label": label(s), "strategy": s.strategy, "threshold": s.threshold,
+                    "default": s == EngineSettings(), **quality(engine, items, s)})
     return out

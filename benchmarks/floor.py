@@ -4,11 +4,18 @@ FLOPs of one pass over ``rows`` canvases of ``T`` tokens with ``N`` masked slots
 
     rows * (2 * P * T + 4 * T^2 * H * L)  +  2 * W_head * N
 
-P: encoder parameters (all of the base model except its embeddings), H: hidden
-size, L: layers, W_head: the vocabulary head's matrix weights (it runs only at
-masked slots, see diffusion_core/mlm_head.py).  The machine's rate is the best
-of several fp32 ``torch.matmul`` calls (n x n) at the benchmark's thread count.
-floor ms = FLOPs / rate; "x floor" = measured ms / floor ms.
+P: the model's parameters without its embeddings, H: hidden size, L: layers,
+W_head: the vocabulary head's matrix weights (it runs only at the masked slots,
+see diffusion_core/mlm_head.py).  The machine's rate is the best of several
+``torch.matmul`` calls (n x n) at the benchmark's thread count, in the model's
+dtype (bf16 for a bf16 model, else fp32).  floor ms = FLOPs / rate;
+"x floor" = measured ms / floor ms.
+
+The pass timed is a full one: the first pass of the first short prose gap at its
+given length (one row, the context on both sides and the gap's slots).  Grown
+fills (unknown length) run such passes and, on a Llama denoiser, cheaper
+partial ones that reuse the context's keys and values (context_cache.py), which
+this formula does not describe.
 """
 from __future__ import annotations
 
@@ -17,11 +24,13 @@ import time
 
 import torch
 
+from .timing import summary
 
-def matmul_rate(threads: int, n: int = 1024, reps: int = 20) -> dict:
-    """Measured fp32 matmul throughput (GFLOP/s) with ``threads`` torch threads."""
+
+def matmul_rate(threads: int, dtype: torch.dtype = torch.float32, n: int = 1024, reps: int = 20) -> dict:
+    """Measured matmul throughput (GFLOP/s) with ``threads`` torch threads."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         torch.matmul(a, b)
     seconds = []
@@ -30,23 +39,23 @@ def matmul_rate(threads: int, n: int = 1024, reps: int = 20) -> dict:
         torch.matmul(a, b)
         seconds.append(time.perf_counter() - t0)
     flops = 2.0 * n ** 3
-    return {"n": n, "threads": threads, "reps": reps, "best_gflops": round(flops / min(seconds) / 1e9, 2),
+    return {"n": n, "threads": threads, "dtype": str(dtype).removeprefix("torch."), "reps": reps,
+            "best_gflops": round(flops / min(seconds) / 1e9, 2),
             "median_gflops": round(flops / statistics.median(seconds) / 1e9, 2)}
 
 
 def model_shape(runner) -> dict:
-    """Sizes the FLOP formula needs, read from a ``MaskedLMRunner`` (diffusion_core/mlm_head.py)."""
-    model = runner.model
-    cfg = model.config
+    """Sizes the FLOP formula needs, read from a ``MaskedLMRunner`` (diffusion_core/mlm_head.py) over a
+    float model (int8 layers hide their weights from ``parameters()``)."""
+    model, cfg = runner.model, runner.model.config
     base = runner.base if runner.split else getattr(model, getattr(model, "base_model_prefix", ""), model)
-    emb = getattr(base, "embeddings", None)
+    emb = getattr(base, "embeddings", None) or getattr(base, "embed_tokens", None)  # BERT-style, Llama
     emb_params = sum(p.numel() for p in emb.parameters()) if emb is not None else 0
-    encoder_params = sum(p.numel() for p in base.parameters()) - emb_params
-    head = runner.head
-    head_weights = sum(p.numel() for p in head.parameters() if p.dim() == 2) if head is not None else \
-        cfg.hidden_size * cfg.vocab_size
+    # a head tied to the embeddings owns no weights: its matrix is the vocabulary x hidden table
+    head = sum(p.numel() for p in runner.head.parameters() if p.dim() == 2) if runner.split else 0
     return {"params_total": sum(p.numel() for p in model.parameters()), "params_embeddings": emb_params,
-            "params_encoder": encoder_params, "head_matrix_weights": head_weights,
+            "params_body": sum(p.numel() for p in base.parameters()) - emb_params,
+            "head_matrix_weights": head or cfg.hidden_size * cfg.vocab_size,
             "hidden": cfg.hidden_size, "layers": cfg.num_hidden_layers, "vocab": cfg.vocab_size,
             "head_only_at_masked_slots": bool(runner.split)}
 
@@ -54,37 +63,21 @@ def model_shape(runner) -> dict:
 def pass_flops(shape: dict, rows: int, tokens: int, masked: int) -> float:
     """FLOPs of one forward pass (see the module docstring). Without a split head, the head runs everywhere."""
     head_slots = masked if shape["head_only_at_masked_slots"] else rows * tokens
-    body = 2 * shape["params_encoder"] * tokens + 4 * tokens * tokens * shape["hidden"] * shape["layers"]
+    body = 2 * shape["params_body"] * tokens + 4 * tokens * tokens * shape["hidden"] * shape["layers"]
     return rows * body + 2 * shape["head_matrix_weights"] * head_slots
 
 
-class PassRecorder:
-    """Stands in for ``engine.runner`` and notes each pass's (rows, tokens, masked slots).
+class FirstPass:
+    """Stands in for ``engine.runner`` and keeps the inputs of the first pass it sees."""
 
-    ``capture`` keeps the inputs of the first pass whose batch has exactly that many
-    rows, so a typical pass can be replayed and timed on its own.
-    """
-
-    def __init__(self, runner, capture_rows: int | None = None):
+    def __init__(self, runner):
         self.runner = runner
-        self.calls: list[tuple[int, int, int]] = []
-        self.capture_rows = capture_rows
         self.captured: tuple | None = None
 
     def __call__(self, ids, attention, positions):
-        rows, tokens = ids.shape
-        self.calls.append((rows, tokens, int(positions.sum())))
-        if self.captured is None and self.capture_rows == rows:
+        if self.captured is None:
             self.captured = (ids.clone(), attention.clone(), positions.clone())
         return self.runner(ids, attention, positions)
-
-    def take(self) -> list[tuple[int, int, int]]:
-        calls, self.calls = self.calls, []
-        return calls
-
-
-def floor_ms(shape: dict, calls: list[tuple[int, int, int]], gflops: float) -> float:
-    return sum(pass_flops(shape, r, t, m) for r, t, m in calls) / (gflops * 1e9) * 1000.0
 
 
 @torch.no_grad()
@@ -97,3 +90,21 @@ def time_pass(runner, captured: tuple, reps: int) -> list[float]:
         runner(*captured)
         out.append(1000.0 * (time.perf_counter() - t0))
     return out
+
+
+def typical_pass(engine, job, shape: dict, gflops: float, reps: int) -> dict:
+    """The first pass of ``job``'s first input (a job of given length, so it runs on ``engine.runner``),
+    replayed and timed alone, against its floor."""
+    first = FirstPass(engine.runner)
+    engine.runner = first
+    try:
+        job.call(engine, job.inputs[0], engine.settings)
+    finally:
+        engine.runner = first.runner
+    ids, _, positions = first.captured
+    rows, tokens, masked = ids.shape[0], ids.shape[1], int(positions.sum())
+    flops = pass_flops(shape, rows, tokens, masked)
+    measured = summary(time_pass(engine.runner, first.captured, max(reps, 5)))
+    floor_ms = flops / (gflops * 1e9) * 1000
+    return {"rows": rows, "tokens": tokens, "masked": masked, "flops": flops, "floor_ms": round(floor_ms, 3),
+            "measured": measured, "x_floor": round(measured["p50_ms"] / floor_ms, 2)}

@@ -96,5 +96,13 @@ def quality_subset(items: list[dict], n: int) -> list[dict]:
     return out[:n]
 
 
+def server_cases(items: list[dict], n: int) -> list[dict]:
+    """What the server is timed on: inline completion at the first ``n`` short prose gaps (text on both
+    sides of the cursor) and at the first ``n`` code-line ends (``code-tail``: the gap ends its line)."""
+    return [{"name": "short prose gap", "language": "plaintext",
+             "inputs": first(of_kind(items, "prose-short"), single_gap, n)},
+            {"name": "code-line gap", "language": "python", "inputs": first(of_kind(items, "code-tail"), single_gap, n)}]
+
+
 def load_dev(path: str | Path = DEV) -> list[dict]:
     return read_items(path)

@@ -4,20 +4,24 @@ The real server (``python -m server``) runs as a subprocess over stdio and is
 driven by pygls' own ``LanguageClient``, one request at a time.
 
 * Start-up: process start -> the ``diffill/status`` notification ``ready``
-  (the server loads its model after ``initialize``), wall clock.
+  (the server loads its model after ``initialize``), wall clock.  The precision
+  the server chose is read from its "loaded ..." log message.
 * Memory: VmHWM (peak resident set) from /proc/<pid>/status just before shutdown.
 * Null request: ``diffill.status`` (no model work): JSON-RPC over stdio alone.
 * Round trip: ``textDocument/inlineCompletion`` at the gap, each request on a
   freshly opened document URI (so the server's typed-through cache cannot
-  answer).  The same job (``server.jobs.cursor_fills`` with the same settings)
-  is timed in-process on the benchmark's engine just before each request;
-  request time minus engine time is the protocol overhead (JSON-RPC, document
-  handling, the worker-thread hand-off, the status notifications).
+  answer).  Each case's first request is timed on its own (the first one of
+  the first case is the first request after start-up).  The same job
+  (``server.jobs.cursor_fills`` with the same settings) is timed in-process on
+  the benchmark's engine just before each later request; request time minus
+  engine time is the protocol overhead (JSON-RPC, document handling, the
+  worker-thread hand-off, the status notifications).
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -34,6 +38,7 @@ from .timing import now_ms, summary
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 300
+LOADED = re.compile(r"loaded .* \((.*), (\w+)\)$")  # model/loading.py: "loaded PATH (type, class, precision)"
 
 
 class BenchClient(LanguageClient):
@@ -42,6 +47,7 @@ class BenchClient(LanguageClient):
         self.states: list[str] = []
         self.settled = asyncio.Event()  # a ready (or error) status arrived
         self.error: str | None = None
+        self.precision: str | None = None
         self.stderr_tail: list[str] = []
 
         @self.feature("diffill/status")
@@ -55,7 +61,9 @@ class BenchClient(LanguageClient):
 
         @self.feature(types.WINDOW_LOG_MESSAGE)
         def log_message(params):
-            pass
+            found = LOADED.search(params.message)
+            if found:
+                self.precision = found.group(2)
 
         @self.feature(types.WINDOW_SHOW_MESSAGE)
         def show_message(params):
@@ -106,6 +114,7 @@ async def start_server(model: str | None, options: dict) -> tuple[BenchClient, d
     t_ready = now_ms()
     client.drain_task = drain
     return client, {"to_initialize_ms": round(t_init - t0, 1), "to_ready_ms": round(t_ready - t0, 1),
+                    "precision": client.precision,
                     **{f"{k}_at_ready_mb": v for k, v in memory_of(client.pid).items()}}
 
 
@@ -148,15 +157,17 @@ async def inline_request(client: BenchClient, uri: str, language: str, prefix: s
 
 
 async def round_trips(client: BenchClient, engine, cases: list[dict], options: dict, reps: int) -> list[dict]:
-    """Per case ({name, language, inputs}): request time, in-process engine time, and their difference."""
+    """Per case ({name, language, inputs}): the first request's time, then per request: its time, the
+    in-process engine time, and their difference."""
     settings, problems = parse_settings(options)
-    assert not problems, problems
+    if problems:
+        raise ValueError(f"bad server options {options}: {problems}")
     out = []
     for c, case in enumerate(cases):
         ext = ".py" if case["language"] == "python" else ".txt"
         warm = case["inputs"][0]
-        await inline_request(client, f"file:///tmp/diffill-bench/warmup-{c}{ext}", case["language"],
-                             warm["prefix"], warm["suffix"])
+        _, first_ms = await inline_request(client, f"file:///tmp/diffill-bench/first-{c}{ext}", case["language"],
+                                           warm["prefix"], warm["suffix"])
         cursor_fills(warm["prefix"] + warm["suffix"], len(warm["prefix"]), settings, settings.candidates)(engine, None)
         rows = []
         for r in range(reps):
@@ -170,31 +181,31 @@ async def round_trips(client: BenchClient, engine, cases: list[dict], options: d
             served = [item.insert_text for item in result.items] if result else []
             rows.append({"input": x["id"], "lsp_ms": round(lsp_ms, 3), "engine_ms": round(engine_ms, 3),
                          "same_texts": served == texts, "served": served, "in_process": texts})
-        out.append({"case": case["name"], "language": case["language"],
+        out.append({"case": case["name"], "language": case["language"], "first_ms": round(first_ms, 1),
                     "lsp": summary([r["lsp_ms"] for r in rows]), "engine": summary([r["engine_ms"] for r in rows]),
                     "overhead_p50_ms": round(statistics.median(r["lsp_ms"] - r["engine_ms"] for r in rows), 2),
                     "same_texts": all(r["same_texts"] for r in rows), "rows": rows})
     return out
 
 
-async def null_round_trips(client: BenchClient, reps: int) -> dict:
+async def null_round_trips(client: BenchClient, reps: int) -> tuple[dict, dict]:
     """``workspace/executeCommand diffill.status``: answered on the event loop with no model work, so it
-    times JSON-RPC over stdio alone (a lower bound for the overhead above)."""
+    times JSON-RPC over stdio alone (a lower bound for the overhead above).  Also returns its answer."""
     params = types.ExecuteCommandParams(command="diffill.status")
-    await client.workspace_execute_command_async(params)
+    status = await client.workspace_execute_command_async(params)
     ms = []
     for _ in range(reps):
         t0 = now_ms()
         await client.workspace_execute_command_async(params)
         ms.append(now_ms() - t0)
-    return summary(ms)
+    return summary(ms), status
 
 
 async def run(model: str | None, engine, cases: list[dict], threads: int, reps: int, startup_reps: int,
-              precision: str = "int8") -> dict:
+              precision: str) -> dict:
     """Start the server ``startup_reps`` times; the first session also does the round trips."""
     options = {"threads": threads, "precision": precision}
-    starts, memory, trips, null = [], {}, [], {}
+    starts, memory, trips, null, status = [], {}, [], {}, {}
     for i in range(max(1, startup_reps)):
         print(f"  server start {i + 1}/{max(1, startup_reps)}", file=sys.stderr, flush=True)
         client, startup = await start_server(model, options)
@@ -202,12 +213,12 @@ async def run(model: str | None, engine, cases: list[dict], threads: int, reps: 
         try:
             if i == 0:
                 trips = await round_trips(client, engine, cases, options, reps)
-                null = await null_round_trips(client, reps)
+                null, status = await null_round_trips(client, reps)
                 memory = memory_of(client.pid)
         finally:
             await stop_server(client)
-    return {"server_settings": {"candidates": parse_settings(options)[0].candidates,
-                                "maxTokens": parse_settings(options)[0].maxTokens, **options},
+    return {"server_settings": (status or {}).get("settings", options), "server_model": (status or {}).get("model"),
+            "precision": starts[0]["precision"], "first_request_ms": trips[0]["first_ms"] if trips else None,
             "startup": {"runs": starts, **summary([s["to_ready_ms"] for s in starts])},
             "peak_rss_mb": memory.get("VmHWM"), "rss_after_requests_mb": memory.get("VmRSS"),
             "round_trips": trips, "null_request": null}

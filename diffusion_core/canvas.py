@@ -99,7 +99,7 @@ def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_token
 
 def special_ids(tokenizer) -> list[int]:
     """Ids of the tokenizer's control tokens (``<|im_end|>``, ``[CLS]``, the mask, ...): never text, so never
-    written into a fill (the engine and the autoregressive baseline ban them; the null token is NullRules')."""
+    written into a fill (the engine and the autoregressive baseline ban them; the null token is grow's end signal)."""
     ids = set(getattr(tokenizer, "all_special_ids", None) or [])
     for role in ("mask", "pad", "cls", "sep", "bos", "eos", "unk"):
         found = getattr(tokenizer, f"{role}_token_id", None)

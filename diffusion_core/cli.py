@@ -9,33 +9,54 @@ import sys
 from pathlib import Path
 
 
+# CLI options that mirror a user setting (diffusion_core/settings.py): flag -> setting.
+MIRRORED = {"--model": "model", "--steps": "steps", "--threshold": "threshold", "--max-tokens": "maxTokens",
+            "--context-tokens": "contextTokens", "--threads": "threads", "--precision": "precision"}
+
+
+def _setting_type(setting):
+    """argparse type for ``setting``: its kind, checked against its bounds as the server checks it."""
+    kind = type(setting.default)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, not {text!r}") from None
+        value, problem = setting.check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
+
+
+def _mirror(group, flag: str, **kw) -> None:
+    from .settings import BY_NAME
+    setting = BY_NAME[MIRRORED[flag]]
+    if setting.choices:
+        kw.setdefault("choices", setting.choices)
+    elif not isinstance(setting.default, str):
+        kw.setdefault("type", _setting_type(setting))
+    group.add_argument(flag, default=setting.default, help=kw.pop("help", setting.doc), **kw)
+
+
 def _engine_options(p: argparse.ArgumentParser) -> None:
-    from .engine import STRATEGIES, EngineSettings
-    from .model.precision import PRECISIONS
-    d = EngineSettings()
+    from .engine import STRATEGIES
     g = p.add_argument_group("model and decoding")
-    g.add_argument("--model", help="model path or name (default: $DIFFILL_MODEL or the shipped smollm2-diffill)")
-    g.add_argument("--strategy", choices=[*STRATEGIES, "autoregressive"], default=d.strategy,
+    _mirror(g, "--model")
+    g.add_argument("--strategy", choices=[*STRATEGIES, "autoregressive"], default=STRATEGIES[0],
                    help="diffusion (the product); the evaluation baselines one-shot and left-to-right (for given "
                         "lengths: every slot in one pass, one token a pass); autoregressive: the pretrained base as "
                         "it was (causal, greedy, left context only; the suffix only picks where to stop)")
-    g.add_argument("--steps", type=_positive, help="given lengths: denoising passes (default: slots / 2)")
-    g.add_argument("--threshold", type=float, default=d.threshold,
-                   help="also commit slots at least this sure (0 = off)")
-    g.add_argument("--max-tokens", type=_positive, default=d.max_tokens,
-                   help="longest fill when the length is unknown (the model stops earlier where the gap ends)")
-    g.add_argument("--context-tokens", type=int, default=d.context_tokens, help="tokens of context on each side of a gap")
-    g.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="inference precision (auto: bf16 where the CPU runs it fast, else fp32; int8 for models "
-                        "it does not hurt)")
+    for flag in ("--steps", "--threshold", "--max-tokens", "--context-tokens", "--threads", "--precision"):
+        _mirror(g, flag)
 
 
 def _settings(args):
     from .engine import EngineSettings
     # The autoregressive baseline is not an engine strategy; it reads only the context and length settings.
     strategy = "left-to-right" if args.strategy == "autoregressive" else args.strategy
-    return EngineSettings(strategy=strategy, steps=args.steps, threshold=args.threshold or None,
+    return EngineSettings(strategy=strategy, steps=args.steps or None, threshold=args.threshold or None,
                           max_tokens=args.max_tokens, context_tokens=args.context_tokens)
 
 
@@ -43,9 +64,11 @@ def _engine(args):
     from .engine import InfillEngine
     if args.strategy == "autoregressive":
         from .autoregressive import load_baseline
-        return load_baseline(args.model, threads=args.threads, precision=args.precision, settings=_settings(args))
+        return load_baseline(args.model or None, threads=args.threads or None, precision=args.precision,
+                             settings=_settings(args))
     from .model.loading import load_model
-    return InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision), _settings(args))
+    return InfillEngine(load_model(args.model or None, threads=args.threads or None, precision=args.precision),
+                        _settings(args))
 
 
 class InputError(Exception):
@@ -153,8 +176,8 @@ def cmd_fill(args) -> int:
 
 
 def _print_fills(args, text: str, pieces: list[str], spans, fills, engine) -> None:
-    """Candidates in the engine's order: its pick (the fill printed without --candidates), then the others by
-    total log-probability, each labelled with it (``score`` stays the mean per slot)."""
+    """Candidates in the engine's order: its pick (the fill printed without --candidates), then the next-best
+    lengths, each labelled with its total log-probability (``score`` stays the mean per token)."""
     from .gaps import join_fills
     if args.json:
         out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "log_prob": round(f.total, 4),
@@ -351,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", help="regex of a gap marker (default: \\[MASK\\]|_{3,})")
     p.add_argument("--length", type=_positive, help="tokens per gap (default: chosen by the model)")
     p.add_argument("--candidates", type=_positive, default=1,
-                   help="fills to print: the pick, then the others by total log-probability")
+                   help="fills to print: the pick, then the fills the model ranks next (other lengths)")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("-i", "--in-place", action="store_true",
                    help="write the filled text back to FILE (atomically: a temporary file renamed over it)")

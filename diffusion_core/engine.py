@@ -32,6 +32,7 @@ from .model.context_cache import ContextCache
 from .model.llama import NativeLlamaDenoiser
 from .model.loading import LoadedModel
 from .sampler import Cancelled, SamplerConfig, denoise
+from .settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
@@ -44,9 +45,9 @@ class EngineSettings:
     strategy: str = "diffusion"
     steps: int | None = None          # given lengths: at most this many passes (None: slots / tokens_per_step)
     tokens_per_step: float = 2.0      # given lengths: how many slots one pass commits on average
-    threshold: float | None = 0.9     # also commit every slot at least this sure (diffusion only)
-    context_tokens: int = 48          # tokens of context kept on each side (training windows are 128 tokens)
-    max_tokens: int = 16              # longest fill when the length is unknown
+    threshold: float | None = BY_NAME["threshold"].default       # also commit slots this sure (diffusion only)
+    context_tokens: int = BY_NAME["contextTokens"].default  # tokens of context on each side (training: 128)
+    max_tokens: int = BY_NAME["maxTokens"].default          # longest fill when the length is unknown
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -153,10 +154,11 @@ class InfillEngine:
         t = self._token_tests(vocab)
         return t.opens | (t.blank & ~(t.indent & line_start))
 
-    def _seams(self, inline: bool, line_start: bool, before: int | None) -> Callable:
+    def _seams(self, inline: bool, line_start: bool, before: int | None, unlike: list[int]) -> Callable:
         """grow's ``ban(logits (S, V), written)``: the rules of joining.py while a fill is written.  A fill kept
         ``inline`` writes no line break; its first token passes ``_first_slot_ban``; a word never follows the
-        same word (``def def``), at the seam with ``before`` (the last known token) or inside the fill."""
+        same word (``def def``), at the seam with ``before`` (the last known token) or inside the fill; and it
+        never opens with one of the ``unlike`` tokens."""
         def ban(logits: torch.Tensor, written: list[int]) -> torch.Tensor:
             vocab = logits.shape[-1]
             t = self._token_tests(vocab)
@@ -165,6 +167,7 @@ class InfillEngine:
                 banned |= t.breaks
             if not written:
                 banned[0] |= self._first_slot_ban(vocab, line_start)
+                banned[0, [i for i in unlike if i < vocab]] = True
             shown = [i for i in written if i < vocab and not t.blank[i]]   # a byte or a space is no word
             last = shown[-1] if shown else before
             if last is not None and last < vocab and int(t.word[last]) >= 0:
@@ -176,13 +179,14 @@ class InfillEngine:
     @torch.no_grad()
     def fill_gaps(self, pieces: list[str], lengths: list[int] | None = None, candidates: int = 1,
                   on_step: Callable | None = None, settings: EngineSettings | None = None,
-                  inline: Sequence[bool] | None = None) -> list[Fill]:
+                  inline: Sequence[bool] | None = None, unlike: str | None = None) -> list[Fill]:
         """Fill the gaps between ``pieces``; ``lengths`` (tokens per gap) or None to let the model choose.
 
         Fills join the text as ``joining.py`` says: ``inline`` (per gap; default: whether text follows the gap
         on its line) keeps a gap's fill within its line, and every text is fitted to its sides.  Returns up
         to ``candidates`` fills, best first (one gap of unknown length: grow's best cuts; otherwise one);
-        ``Fill.texts`` holds one text per gap.
+        ``Fill.texts`` holds one text per gap.  ``unlike``: text the first gap's fill must not open as (a
+        selection being refilled: the user wants other text), for gaps of unknown length.
         """
         s = settings or self.settings
         n_gaps = len(pieces) - 1
@@ -192,7 +196,7 @@ class InfillEngine:
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         if lengths is None:
-            return self._grow_gaps(pieces, candidates, on_step, s, inline)
+            return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike)
         if len(lengths) != n_gaps or min(lengths) < 1:
             raise ValueError(f"lengths: one length >= 1 per gap ({n_gaps})")
         return [self._denoise_gaps(pieces, list(lengths), on_step, s, inline)]
@@ -227,6 +231,13 @@ class InfillEngine:
             bans[a] |= self._first_slot_ban(vocab, _at_line_start(pieces[g]))
         return bans
 
+    def _openings(self, text: str | None) -> list[int]:
+        """The first token of ``text``'s first word, spelled as it would open a fill (with and without the
+        space before it)."""
+        word = (text or "").split()
+        encode = lambda t: self.tokenizer(t, add_special_tokens=False).input_ids  # noqa: E731
+        return sorted({ids[0] for ids in (encode(word[0]), encode(" " + word[0])) if ids}) if word else []
+
     def _grow_sides(self, done: str, rest: list[str], ctx: int) -> tuple[list[int], list[int], list[int]]:
         """Token ids before and after the gap being grown: the text so far (fills included) up to it, and the
         ``ctx`` tokens that follow it, later gaps among them as ``GROW_WINDOW`` masked slots each.  A later
@@ -248,7 +259,7 @@ class InfillEngine:
         return before, after + ([sep] if sep is not None else []), left[-4:]
 
     def _grow_gaps(self, pieces: list[str], candidates: int, on_step, s: EngineSettings,
-                   inline: Sequence[bool]) -> list[Fill]:
+                   inline: Sequence[bool], unlike: str | None = None) -> list[Fill]:
         """Gaps of unknown length by grow, one after another from the left (each sees the fills before it);
         with one gap, the ``candidates`` best-claimed cuts."""
         keep = max(1, candidates) if len(pieces) == 2 else 1
@@ -267,7 +278,8 @@ class InfillEngine:
                     forward = ContextCache(model, GROW_REFRESH, ban)
                 else:
                     forward = lambda ids, positions: self._forward(ids, positions, ban)  # noqa: E731
-                seams = self._seams(inline[g], _at_line_start(done), before[-1] if len(before) else None)
+                seams = self._seams(inline[g], _at_line_start(done), before[-1] if len(before) else None,
+                                    self._openings(unlike) if g == 0 else [])
                 sure = s.threshold if s.strategy == "diffusion" else None
                 # the end tokens mean the end: a fill never writes them
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
@@ -293,10 +305,11 @@ class InfillEngine:
 
     def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
              on_step: Callable | None = None, settings: EngineSettings | None = None,
-             inline: bool | None = None) -> list[Fill]:
-        """Fill one gap between ``prefix`` and ``suffix``; best candidate first (``inline``: see fill_gaps)."""
+             inline: bool | None = None, unlike: str | None = None) -> list[Fill]:
+        """Fill one gap between ``prefix`` and ``suffix``; best candidate first (``inline``, ``unlike``: see
+        fill_gaps)."""
         return self.fill_gaps([prefix, suffix], None if length is None else [length], candidates, on_step, settings,
-                              None if inline is None else [inline])
+                              None if inline is None else [inline], unlike)
 
     def continue_text(self, prefix: str, length: int | None = None, **kw) -> list[Fill]:
         """Write on from the end of ``prefix`` (nothing after it)."""

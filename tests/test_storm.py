@@ -3,8 +3,9 @@ with cancellations, and a soak of 2,000 mixed requests.  Assertions are on behav
 cancelled, superseded work dropped, the server responsive, exact job accounting) and on generous memory bounds,
 never on timing.  Peak and current RSS of the server (``/proc/<pid>/status``) are written to
 ``$DIFFILL_RESULTS_DIR/storm.json`` when that is set; a plain test run writes nothing outside temporary dirs.
-The evidence in ``benchmarks/results/storm.json`` is refreshed on purpose:
-``DIFFILL_RESULTS_DIR=benchmarks/results .venv/bin/python -m pytest tests/test_storm.py``.
+A plain run (CI) uses tiny test models; the evidence in ``benchmarks/results/storm.json`` is refreshed on purpose,
+on the shipped default (see tests/evidence.py):
+``DIFFILL_EVIDENCE_MODEL=default DIFFILL_RESULTS_DIR=benchmarks/results .venv/bin/python -m pytest tests/test_storm.py``.
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from conftest import session_model
+from evidence import evidence_model, machine, require_base
 from lsp_helpers import close_doc, open_doc, server_config, start, status, wait_ready
 
-SLOW_MODEL = session_model("slow", hidden=256, layers=6)  # a job takes several passes of real work
-MODEL = session_model("tiny")
+# The storm's model: a job takes several passes of real work; the soak's: short fills (it is about memory).
+SLOW_MODEL, SLOW_WHAT = evidence_model("slow", hidden=256, layers=6)
+MODEL, WHAT = evidence_model()
 RESULTS = Path(os.environ["DIFFILL_RESULTS_DIR"]) / "storm.json" if os.environ.get("DIFFILL_RESULTS_DIR") else None
 STORM_REQUESTS = 500
 STORM_SECONDS = 10.0
@@ -55,7 +57,7 @@ def record(section: str, data: dict) -> None:
         results = json.loads(RESULTS.read_text())
     except (OSError, ValueError):
         results = {}
-    results[section] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), **data}
+    results[section] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **data}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
 
@@ -95,6 +97,7 @@ async def settle(tasks, timeout=300):
 
 @pytest_lsp.fixture(config=server_config("--model", SLOW_MODEL), scope="module")
 async def stormed(lsp_client: LanguageClient):
+    require_base(SLOW_MODEL)
     await start(lsp_client, "visual-studio-code", {"diffill": {"maxTokens": 8, "candidates": 2}})
     yield
     await lsp_client.shutdown_session()
@@ -172,13 +175,14 @@ async def test_storm_of_inline_requests_with_cancellations(stormed):
         "cancelled_by_client": len(cancelled), "cancellation_errors": len(errors),
         "reused_suggestions": reused, "jobs": storm_jobs,
         "rss_before_kb": before["rss_kb"], "peak_rss_before_kb": before["peak_rss_kb"],
-        "rss_after_kb": end["rss_kb"], "peak_rss_after_kb": end["peak_rss_kb"], "model": "tests: 6-layer BERT, hidden 256"})
+        "rss_after_kb": end["rss_kb"], "peak_rss_after_kb": end["peak_rss_kb"], "model": SLOW_WHAT})
     assert end["peak_rss_kb"] - before["peak_rss_kb"] < STORM_GROWTH_MB * 1024
     assert end["rss_kb"] - before["rss_kb"] < STORM_GROWTH_MB * 1024
 
 
 @pytest_lsp.fixture(config=server_config("--model", MODEL), scope="module")
 async def soaked(lsp_client: LanguageClient):
+    require_base(MODEL)
     # short fills: the soak is about what 2,000 requests leave behind, not about compute
     await start(lsp_client, "visual-studio-code", {"diffill": {"maxTokens": 4, "candidates": 1}})
     yield
@@ -252,5 +256,5 @@ async def test_soak_of_mixed_requests_keeps_memory_flat(soaked):
         "requests": requests, "rounds": rounds, "duration_s": round(time.monotonic() - started, 2),
         "answered": outcomes["ok"], "errors_expected": outcomes["error"], "jobs": jobs,
         "rss_after_warmup_kb": warm["rss_kb"], "rss_after_kb": end["rss_kb"], "peak_rss_kb": end["peak_rss_kb"],
-        "rss_samples_kb": samples, "growth_kb": end["rss_kb"] - warm["rss_kb"], "model": "tests: 1-layer BERT, hidden 32"})
+        "rss_samples_kb": samples, "growth_kb": end["rss_kb"] - warm["rss_kb"], "model": WHAT})
     assert end["rss_kb"] - warm["rss_kb"] < SOAK_GROWTH_MB * 1024, samples

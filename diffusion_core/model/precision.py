@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-PRECISIONS = ("auto", "int8", "bf16", "fp32")
+from ..settings import PRECISIONS  # noqa: F401  (the choices are the user's setting's)
 log = logging.getLogger(__name__)
 
 
