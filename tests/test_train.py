@@ -428,6 +428,15 @@ def test_learn_my_style_continues_the_default_and_registers_a_loadable_model(tin
     assert json.loads(read_delta(model / "delta.safetensors")[0]["info"])["tokens"] > start_tokens  # continued
     fill = InfillEngine(load_model("my-style")).fill("The quick brown", " over the lazy dog.")[0]
     assert fill.text.strip()
+    # ... and the language server (so both editors, which pass settings through) serves it by name
+    from server.app import DiffillServer
+    ls = DiffillServer()
+    try:
+        ls.apply_settings({"model": "my-style", "precision": "fp32"}, "test")
+        assert ls.worker.ready.wait(120) and ls.worker.model_error is None
+        assert ls.worker.engine.loaded.path == model
+    finally:
+        ls.worker.stop(wait=5)
     # a second invocation resumes the run and replaces the model whole
     caplog.set_level(logging.INFO, logger="diffusion_core.train")
     assert main(STYLE + ["--data", str(corpus), "--steps", "3"]) == 0
