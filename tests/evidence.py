@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import session_model
-from diffusion_core.model.loading import DEFAULT_MODEL, SHIPPED_MODELS
+from diffusion_core.model.loading import DEFAULT_MODEL, SHIPPED_MODELS, resolve_model_dir
 
 CHOSEN = os.environ.get("DIFFILL_EVIDENCE_MODEL", "")
 
@@ -32,7 +32,7 @@ def evidence_model(tiny: str = "tiny", hidden: int = 32, layers: int = 1) -> tup
     if name in SHIPPED_MODELS:
         shipped = SHIPPED_MODELS[name]
         return shipped, f"{name} (shipped{' default' if name == DEFAULT_MODEL else ''})"
-    path = Path(name).expanduser().resolve()
+    path = resolve_model_dir(name)
     return path, str(path)
 
 
