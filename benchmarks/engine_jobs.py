@@ -3,7 +3,7 @@
 Every job is timed with diffusion and the baselines on the same engine, in the
 same process, over the same fixed inputs: repetition ``r`` uses input
 ``r % len(inputs)``, after one untimed warm-up call.  A gap of unknown length is
-grown (diffusion_core/grow.py) and both baselines grow it one token per pass, so
+grown (diffusion_core/infer/grow.py) and both baselines grow it one token per pass, so
 one-shot runs only on the jobs whose lengths are given (see ``strategies``).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from diffusion_core.engine import STRATEGIES, EngineSettings, Fill, InfillEngine
-from diffusion_core.evaluate import score_one
+from diffusion_core.infer.engine import STRATEGIES, EngineSettings, Fill, InfillEngine
+from diffusion_core.eval.evaluate import score_one
 
 from . import inputs as inp
 from .timing import now_ms, summary

@@ -6,7 +6,7 @@ FLOPs of one pass over ``rows`` canvases of ``T`` tokens with ``N`` masked slots
 
 P: the model's parameters without its embeddings, H: hidden size, L: layers,
 W_head: the vocabulary head's matrix weights (it runs only at the masked slots,
-see diffusion_core/mlm_head.py).  The machine's rate is the best of several
+see diffusion_core/model/mlm_head.py).  The machine's rate is the best of several
 ``torch.matmul`` calls (n x n) at the benchmark's thread count, in the model's
 dtype (bf16 for a bf16 model, else fp32).  floor ms = FLOPs / rate;
 "x floor" = measured ms / floor ms.
@@ -45,7 +45,7 @@ def matmul_rate(threads: int, dtype: torch.dtype = torch.float32, n: int = 1024,
 
 
 def model_shape(runner) -> dict:
-    """Sizes the FLOP formula needs, read from a ``MaskedLMRunner`` (diffusion_core/mlm_head.py) over a
+    """Sizes the FLOP formula needs, read from a ``MaskedLMRunner`` (diffusion_core/model/mlm_head.py) over a
     float model (int8 layers hide their weights from ``parameters()``)."""
     model, cfg = runner.model, runner.model.config
     base = runner.base if runner.split else getattr(model, getattr(model, "base_model_prefix", ""), model)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from diffusion_core.evaluate import read_items
+from diffusion_core.eval.evaluate import read_items
 
 DEV = Path(__file__).resolve().parents[1] / "data" / "eval" / "dev.jsonl"
 WORD = re.compile(r"\S+")

@@ -168,13 +168,14 @@ async def round_trips(client: BenchClient, engine, cases: list[dict], options: d
         warm = case["inputs"][0]
         _, first_ms = await inline_request(client, f"file:///tmp/diffill-bench/first-{c}{ext}", case["language"],
                                            warm["prefix"], warm["suffix"])
-        cursor_fills(warm["prefix"] + warm["suffix"], len(warm["prefix"]), settings, settings.candidates)(engine, None)
+        warm_plan = cursor_fills(warm["prefix"] + warm["suffix"], len(warm["prefix"]), settings, settings.candidates)
+        warm_plan.run(engine, None)
         rows = []
         for r in range(reps):
             x = case["inputs"][r % len(case["inputs"])]
             job = cursor_fills(x["prefix"] + x["suffix"], len(x["prefix"]), settings, settings.candidates)
             t0 = now_ms()
-            texts = job(engine, None)
+            texts = job.run(engine, None)
             engine_ms = now_ms() - t0
             result, lsp_ms = await inline_request(client, f"file:///tmp/diffill-bench/{c}-{r}{ext}",
                                                   case["language"], x["prefix"], x["suffix"])

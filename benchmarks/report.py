@@ -87,7 +87,7 @@ def markdown(res: dict) -> str:
              f"{meta['cpu']}, {meta['nproc']} CPUs, avx512_bf16 {yes('avx512_bf16')}, amx_bf16 {yes('amx_bf16')} "
              f"(all `lscpu` flags in the JSON); torch {meta['torch']}, {meta['torch_threads']} thread(s); "
              f"median and nearest-rank p95; git {meta['git']}.",
-             f"Load average at start / end: {meta['loadavg_start']} / {meta.get('loadavg_end', '?')}."]
+             f"Load average at start / end: {meta['loadavg_start']:.2f} / {meta['loadavg_end']:.2f}."]
     if res.get("note"):
         parts.append(f"\n**Note:** {res['note']}")
     if meta.get("busy_machine"):
@@ -114,7 +114,7 @@ def markdown(res: dict) -> str:
     sweep = res.get("quality") or []
     if sweep:
         parts += ["", f"## 2. Quality against forward passes (dev subset: {sweep[0]['n']} gaps, unknown length)", "",
-                  "Every fill is grown (diffusion_core/grow.py): left-to-right commits one token per pass; "
+                  "Every fill is grown (diffusion_core/infer/grow.py): left-to-right commits one token per pass; "
                   "diffusion also commits the slots after it that are at least `threshold` sure. passes/token "
                   "counts every pass (an empty fill counts as one token).", "",
                   _table(["setting", "exact %", "char sim %", "passes", "passes/token", "mean ms", "p95 ms"],
@@ -172,6 +172,8 @@ def markdown(res: dict) -> str:
                       [f"process start → `ready` (median / max of {st['n']})", f"{st['p50_ms']:.0f} / "
                        f"{max(r['to_ready_ms'] for r in st['runs']):.0f} ms"],
                       ["server RSS at ready (first start)", f"{st['runs'][0].get('VmRSS_at_ready_mb')} MB"],
+                      ["server peak RSS at ready (VmHWM, first start: the load's peak)",
+                       f"{st['runs'][0].get('VmHWM_at_ready_mb')} MB"],
                       ["server peak RSS (VmHWM, after the round trips)", f"{lsp['peak_rss_mb']} MB"],
                       ["first inline completion after `ready`", f"{lsp['first_request_ms']} ms"],
                       ["in-process load_model, first call (imports included)", f"{res['load']['first_ms']:.0f} ms"],

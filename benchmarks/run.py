@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from benchmarks import engine_jobs, floor, inputs, lsp_roundtrip, report  # noqa: E402
 from benchmarks.timing import now_ms  # noqa: E402
-from diffusion_core.engine import EngineSettings, InfillEngine  # noqa: E402
+from diffusion_core.infer.engine import EngineSettings, InfillEngine  # noqa: E402
 from diffusion_core.model.loading import load_model  # noqa: E402
 
 SECTIONS = ("jobs", "floor", "quality", "lsp")

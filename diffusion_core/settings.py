@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gaps import DEFAULT_MARKER
+from diffusion_core.infer.markers import DEFAULT_MARKER
 
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 

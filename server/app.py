@@ -11,6 +11,7 @@ the editor process named in ``initialize`` (``processId``) is gone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -206,23 +207,18 @@ def create_server(model: str | None = None) -> DiffillServer:
     def did_close(ls: DiffillServer, params: types.DidCloseTextDocumentParams):
         ls.completions.forget(params.text_document.uri)
 
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(ls: DiffillServer, params: types.InlineCompletionParams):
-        return await ls.completions.inline(params)
-
-    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
-    async def completion(ls: DiffillServer, params: types.CompletionParams):
-        return await ls.completions.items(params)
-
-    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+    # The features' own methods are the handlers: nothing in between (pygls marks what it registers, and a
+    # bound method takes no attributes: a partial of it does).
+    def handler(method):
+        return functools.partial(method)
+    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
+        handler(server.completions.inline))
+    server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))(
+        handler(server.completions.items))
+    server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[types.CodeActionKind.RefactorRewrite, types.CodeActionKind.QuickFix],
-        resolve_provider=True))
-    async def code_action(ls: DiffillServer, params: types.CodeActionParams):
-        return await ls.actions.list(params)
-
-    @server.feature(types.CODE_ACTION_RESOLVE)
-    async def code_action_resolve(ls: DiffillServer, action: types.CodeAction):
-        return await ls.actions.resolve(action)
+        resolve_provider=True))(handler(server.actions.list))
+    server.feature(types.CODE_ACTION_RESOLVE)(handler(server.actions.resolve))
 
     for name in COMMANDS:
         server.command(name)(_command_handler(name))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from diffusion_core.engine import EngineSettings
-from diffusion_core.gaps import compile_marker, split_gaps
-from diffusion_core.joining import stays_in_line
+from diffusion_core.infer.engine import EngineSettings
+from diffusion_core.infer.markers import compile_marker, split_gaps
+from diffusion_core.infer.joining import stays_in_line
 
 from .config import Settings
 from .documents import around
@@ -33,7 +33,7 @@ class Replacement:
 @dataclass
 class Plan:
     job: str
-    run: Callable  # run(engine, on_step) -> list[Replacement]
+    run: Callable  # run(engine, on_step) on the worker thread -> list[Replacement] (a cursor plan: list[str])
 
 
 def engine_settings(s: Settings) -> EngineSettings:
@@ -41,16 +41,17 @@ def engine_settings(s: Settings) -> EngineSettings:
                           max_tokens=s.maxTokens, context_tokens=s.contextTokens)
 
 
-def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Callable:
+def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Plan:
     """Fills at the cursor (inline and completion items): mid-line cursors get fills within the line, and
-    every fill opens with text on the cursor's line (the engine's rules, joining.py)."""
+    every fill opens with text on the cursor's line (the engine's rules, joining.py).  Its run returns the
+    texts, not replacements: the completion feature places them."""
     ctx = around(source, offset, offset, s.contextChars)
     es = engine_settings(s)
 
     def run(engine, on_step) -> list[str]:
-        fills = engine.fill(ctx.prefix, ctx.suffix, candidates=candidates, on_step=on_step, settings=es)
+        fills = engine.fill_gaps([ctx.prefix, ctx.suffix], candidates=candidates, on_step=on_step, settings=es)
         return list(dict.fromkeys(f.text for f in fills if f.text.strip()))
-    return run
+    return Plan("cursor", run)
 
 
 def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan | None:

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from diffusion_core.engine import EngineSettings, InfillEngine
+from diffusion_core.infer.engine import EngineSettings, InfillEngine
 from diffusion_core.model.loading import load_model
-from diffusion_core.sampler import Cancelled
+from diffusion_core.infer.sampler import Cancelled
 
 log = logging.getLogger("diffill.worker")
 
@@ -42,7 +42,7 @@ class JobFailed(RuntimeError):
 
 @dataclass
 class Job:
-    fn: Callable                      # fn(engine, on_step) -> result
+    run: Callable                     # run(engine, on_step) -> result (a Plan's run, server/jobs.py)
     key: object = None
     progress: Callable[[int, int], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -93,8 +93,8 @@ class InferenceWorker:
             return loaded.path
         return self.submit(run, key="load")
 
-    def submit(self, fn: Callable, key=None, progress=None) -> Job:
-        job = Job(fn, key, progress)
+    def submit(self, run: Callable, key=None, progress=None) -> Job:
+        job = Job(run, key, progress)
         with self._cv:
             self._count("submitted", job)
             if key is not None:
@@ -164,7 +164,7 @@ class InferenceWorker:
             if not is_load and self.engine is None:
                 raise NoModel(self.model_error or "no model is loaded")
             self._count("started", job)
-            result = job.fn(self.engine, job.on_step)
+            result = job.run(self.engine, job.on_step)
         except Cancelled as exc:
             log.info("job %s cancelled after step %d of %d", job.key, job.step, job.total)
             self._count("cancelled", job)

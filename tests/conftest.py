@@ -31,7 +31,7 @@ Masked diffusion fills gaps in the middle of text, seeing both sides of the gap 
 def build_tiny_model(out: Path, hidden: int = 32, layers: int = 1) -> Path:
     """Write a real model directory: trained tokenizer + randomly initialised BERT masked LM."""
     from transformers import BertConfig, BertForMaskedLM
-    from diffusion_core.tokenizer_train import train_tokenizer
+    from diffusion_core.train.tokenizer import train_tokenizer
     if (out / "model.safetensors").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -68,5 +68,5 @@ def tiny_loaded(tiny_model_dir):
 
 @pytest.fixture()
 def engine(tiny_loaded):
-    from diffusion_core.engine import InfillEngine
+    from diffusion_core.infer.engine import InfillEngine
     return InfillEngine(tiny_loaded)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from diffusion_core import engine as engine_module  # noqa: E402
+from diffusion_core.infer import engine as engine_module  # noqa: E402
 
 TRIGGER = "INJECT_FAULT"
 

@@ -19,7 +19,7 @@ def llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
 def tiny_tokenizer_parts(tmp: Path):
     """(tokens, token_types, merges) of a byte-level BPE trained on the tests' tiny text."""
     from conftest import TINY_TEXT
-    from diffusion_core.tokenizer_train import train_tokenizer
+    from diffusion_core.train.tokenizer import train_tokenizer
     tok = train_tokenizer([TINY_TEXT] * 4, vocab_size=400, out_dir=tmp / "tok")
     spec = json.loads((tmp / "tok" / "tokenizer.json").read_text())
     vocab = spec["model"]["vocab"]

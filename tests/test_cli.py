@@ -161,7 +161,7 @@ def test_the_cli_offers_the_engines_strategies_and_defaults():
     """The CLI's decoding options mirror the engine's: the same strategies (plus the autoregressive
     baseline) and the same defaults."""
     from diffusion_core.cli import build_parser
-    from diffusion_core.engine import STRATEGIES, EngineSettings
+    from diffusion_core.infer.engine import STRATEGIES, EngineSettings
     fill = build_parser()._subparsers._group_actions[0].choices["fill"]
     actions = {a.dest: a for a in fill._actions}
     assert list(actions["strategy"].choices) == [*STRATEGIES, "autoregressive"]

@@ -37,7 +37,7 @@ def test_shipped_tokenizer_is_cased_and_lossless():
 
 @pytest.fixture(scope="module")
 def engine():
-    from diffusion_core.engine import InfillEngine
+    from diffusion_core.infer.engine import InfillEngine
     return InfillEngine(load_model("default"))
 
 

@@ -5,9 +5,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffusion_core.canvas import build_canvas, decode_fill, window_ids
-from diffusion_core.engine import STRATEGIES, EngineSettings, InfillEngine
-from diffusion_core.sampler import Cancelled
+from diffusion_core.infer.canvas import build_canvas, decode_fill, window_ids
+from diffusion_core.infer.engine import STRATEGIES, EngineSettings, InfillEngine
+from diffusion_core.infer.sampler import Cancelled
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -146,7 +146,7 @@ def _head_bias(loaded):
 
 def test_spaces_before_a_gap_go_into_the_gap(tiny_loaded):
     """Training cuts gaps at word starts, so the model must never see a prefix ending in a bare space token."""
-    from diffusion_core.canvas import build_canvas
+    from diffusion_core.infer.canvas import build_canvas
     tok = tiny_loaded.tokenizer
     spaced = build_canvas(tok, ["The quick brown fox ", " over the lazy dog."], [2], 48)
     plain = build_canvas(tok, ["The quick brown fox", " over the lazy dog."], [2], 48)
@@ -156,7 +156,7 @@ def test_spaces_before_a_gap_go_into_the_gap(tiny_loaded):
 
 
 def test_control_tokens_are_never_written(engine):
-    from diffusion_core.canvas import special_ids
+    from diffusion_core.infer.canvas import special_ids
     tok = engine.tokenizer
     control = [i for i in special_ids(tok) if i != engine.null_id]
     assert {tok.mask_token_id, tok.pad_token_id, tok.cls_token_id, tok.sep_token_id} <= set(control)
@@ -191,7 +191,7 @@ NULL, AFTER = 5, 4                                      # ids of the null token 
 
 def test_grow_stops_where_the_gap_ends():
     """Two sure tokens, then the text after the gap is what comes: the fill is those two, found early."""
-    from diffusion_core.grow import grow
+    from diffusion_core.infer.grow import grow
 
     def table(n, k):
         return {1: 0.9, AFTER: 0.05} if n + k < 2 else {AFTER: 0.8, 2: 0.15}
@@ -202,7 +202,7 @@ def test_grow_stops_where_the_gap_ends():
 
 
 def test_grow_never_writes_the_null_and_reads_it_as_an_end():
-    from diffusion_core.grow import grow
+    from diffusion_core.infer.grow import grow
 
     def table(n, k):
         return {NULL: 0.7, 2: 0.2, 3: 0.1}
@@ -211,7 +211,7 @@ def test_grow_never_writes_the_null_and_reads_it_as_an_end():
 
 
 def test_grow_commits_sure_slots_in_parallel_and_scores_only_lengths_it_read():
-    from diffusion_core.grow import grow
+    from diffusion_core.infer.grow import grow
 
     def table(n, k):
         return {1: 0.95, AFTER: 0.04}

@@ -1,4 +1,4 @@
-"""Issue 14, items 3-5: fills join the text as written (diffusion_core/joining.py).
+"""Issue 14, items 3-5: fills join the text as written (diffusion_core/infer/joining.py).
 
 Property tests check ``fit`` on its own over sides with and without spaces; the engine tests push a tiny
 model towards the fills the issue saw (a leading space after a space, line breaks mid-line, a bare line break
@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.joining import fit, stays_in_line
+from diffusion_core.infer.engine import EngineSettings, InfillEngine
+from diffusion_core.infer.joining import fit, stays_in_line
 
 SPACES = " \t"
 words = st.text(alphabet="abcXY_1.,(", min_size=1, max_size=8)
@@ -128,7 +128,7 @@ def test_ghost_text_at_the_end_of_a_line_whose_best_fill_is_a_line_break(pushed)
     offset = source.index(" line\n") + len(" line")
     fill = engine.fill(source[:offset], source[offset:])[0].text
     assert fill.strip() and not fill.lstrip(" ").startswith("\n"), repr(fill)
-    texts = cursor_fills(source, offset, Settings(), candidates=1)(engine, None)
+    texts = cursor_fills(source, offset, Settings(), candidates=1).run(engine, None)
     assert texts and all(t.strip() and "\n" not in t for t in texts)
 
 

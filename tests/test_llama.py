@@ -134,7 +134,7 @@ def test_native_denoiser_matches_transformers_causal_and_bidirectional(tiny_base
 
 @torch.no_grad()
 def test_prefix_causal_layout_keeps_the_context_causal_and_lets_the_slots_read_everything(tiny_base):
-    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.model.tokenizer import FastTokenizer
     model = _native(tiny_base)
     mask_id = FastTokenizer(tiny_base).mask_token_id
     model.denoiser.set_layout("prefix-causal", mask_id)
@@ -165,7 +165,7 @@ def test_prefix_causal_layout_keeps_the_context_causal_and_lets_the_slots_read_e
 
 
 def _adapted(base: Path, rank=4, seed=0):
-    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.model.tokenizer import FastTokenizer
     from diffusion_core.model.adapter import Adapter
     model = _native(base)
     tok = FastTokenizer(base)
@@ -208,9 +208,9 @@ def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
 
 def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tmp_path, monkeypatch):
     from conftest import TINY_TEXT
-    from diffusion_core.engine import EngineSettings, InfillEngine
+    from diffusion_core.infer.engine import EngineSettings, InfillEngine
     from diffusion_core.model.loading import load_model
-    from diffusion_core.train import TrainConfig, train
+    from diffusion_core.train.trainer import TrainConfig, train
     data = tmp_path / "data.txt"
     data.write_text(TINY_TEXT * 20)
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=4, batch_size=4,
@@ -247,9 +247,9 @@ def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tm
 
 def test_prefix_causal_training_is_recorded_and_loaded(tiny_base, tiny_spec, tmp_path):
     from conftest import TINY_TEXT
-    from diffusion_core.engine import EngineSettings, InfillEngine
+    from diffusion_core.infer.engine import EngineSettings, InfillEngine
     from diffusion_core.model.loading import load_model
-    from diffusion_core.train import TrainConfig, train
+    from diffusion_core.train.trainer import TrainConfig, train
     data = tmp_path / "data.txt"
     data.write_text(TINY_TEXT * 20)
     cfg = TrainConfig(data=[str(data)], out=str(tmp_path / "run"), init=tiny_spec.name, steps=2, batch_size=4,
@@ -267,9 +267,9 @@ def test_prefix_causal_training_is_recorded_and_loaded(tiny_base, tiny_spec, tmp
 
 
 def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suffix(tiny_base, tiny_spec, tmp_path):
-    from diffusion_core.autoregressive import AutoregressiveBaseline
-    from diffusion_core.engine import EngineSettings
-    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.eval.autoregressive import AutoregressiveBaseline
+    from diffusion_core.infer.engine import EngineSettings
+    from diffusion_core.model.tokenizer import FastTokenizer
     tok = FastTokenizer(tiny_base)
     ar = AutoregressiveBaseline(_native(tiny_base), tok, EngineSettings(max_tokens=6))
     fill = ar.fill("def add(a, b):\n    return", " a + b\n", length=3)[0]
@@ -280,7 +280,7 @@ def test_autoregressive_baseline_writes_the_given_length_and_cuts_before_the_suf
     # text joins it without a doubled space.
     spaced = ar.fill("def add(a, b):\n    return ", "\n", length=3)[0]
     assert spaced.text == fill.text.lstrip(" ") and not spaced.text.startswith(" ")
-    from diffusion_core.canvas import special_ids
+    from diffusion_core.infer.canvas import special_ids
     control = set(special_ids(tok)) - {ar.start}
     assert control and not control & set(tok(fill.text + spaced.text, add_special_tokens=False).input_ids)
 
@@ -320,8 +320,8 @@ def test_a_delta_model_without_its_base_says_how_to_get_it(tiny_spec, tmp_path, 
 
 @torch.no_grad()
 def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tiny_base):
-    from diffusion_core.grow import grow
-    from diffusion_core.fast_tokenizer import FastTokenizer
+    from diffusion_core.infer.grow import grow
+    from diffusion_core.model.tokenizer import FastTokenizer
     from diffusion_core.model.context_cache import ContextCache
     from diffusion_core.model.llama import _rotate, rotary
     model, tok = _native(tiny_base), FastTokenizer(tiny_base)

@@ -77,7 +77,7 @@ def test_unknown_precision_falls_back_to_fp32(tiny_loaded):
 
 STARTS_SERVING = """
 import json, sys
-from diffusion_core.cli import main
+from server.__main__ import main
 from server.app import DiffillServer
 
 def start_io(self):  # what `diffill serve` reaches once set up; load the model as initialize would, and report
@@ -87,7 +87,7 @@ def start_io(self):  # what `diffill serve` reaches once set up; load the model 
                       "transformers": sorted(m for m in sys.modules if m.split(".")[0] == "transformers")}))
 
 DiffillServer.start_io = start_io
-sys.exit(main(["serve", "--model", sys.argv[1]]))
+sys.exit(main(["--model", sys.argv[1]]))
 """
 
 

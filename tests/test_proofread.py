@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from diffusion_core.proofread import Change, apply, chunks, replacement, windows
+from diffusion_core.infer.proofread import Change, apply, chunks, replacement, windows
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,7 +62,7 @@ def test_nothing_to_read_is_no_change(engine):
 
 
 def test_a_long_passage_reports_each_window_and_can_be_cancelled(engine):
-    from diffusion_core.sampler import Cancelled
+    from diffusion_core.infer.sampler import Cancelled
     text = " ".join(["The quick brown fox jumps over the lazy dog."] * 60)
     seen = []
 

@@ -147,7 +147,7 @@ canvas_text = st.lists(st.one_of(st.text(alphabet=any_char, max_size=8), special
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pieces=st.lists(canvas_text, min_size=2, max_size=4), data=st.data())
 def test_canvas_puts_mask_slots_exactly_at_the_gaps(tiny_loaded, pieces, data):
-    from diffusion_core.canvas import build_canvas
+    from diffusion_core.infer.canvas import build_canvas
     tok = tiny_loaded.tokenizer
     lengths = [data.draw(st.integers(1, 5)) for _ in pieces[1:]]
     canvas = build_canvas(tok, pieces, lengths, context_tokens=10_000)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diffusion_core.sampler import ORDERS, Cancelled, SamplerConfig, denoise
+from diffusion_core.infer.sampler import ORDERS, Cancelled, SamplerConfig, denoise
 
 MASK = 1
 V = 12

@@ -1,6 +1,6 @@
 import pytest
 
-from diffusion_core.schedule import SCHEDULES, NoiseSchedule
+from diffusion_core.infer.schedule import SCHEDULES, NoiseSchedule
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
@@ -34,7 +34,7 @@ def test_unknown_schedule_is_a_clear_error():
 
 
 def test_substitution_share_mid_peaks_half_way_and_vanishes_at_both_ends():
-    from diffusion_core.schedule import SubstitutionSchedule
+    from diffusion_core.infer.schedule import SubstitutionSchedule
     mid = SubstitutionSchedule.parse("mid:0.2")
     assert mid.share(0.0) == mid.share(1.0) == 0.0
     assert mid.share(0.5) == pytest.approx(0.2)
@@ -49,6 +49,6 @@ def test_substitution_share_mid_peaks_half_way_and_vanishes_at_both_ends():
                                           ("mid", "needs a rate"), ("none:0.1", "needs a rate"),
                                           ("mid:lots", "--substitute 'mid:lots'")])
 def test_bad_substitution_specs_are_clear_errors(spec, message):
-    from diffusion_core.schedule import SubstitutionSchedule
+    from diffusion_core.infer.schedule import SubstitutionSchedule
     with pytest.raises(ValueError, match=message):
         SubstitutionSchedule.parse(spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diffusion_core.cli import MIRRORED, build_parser
-from diffusion_core.engine import EngineSettings
+from diffusion_core.infer.engine import EngineSettings
 from diffusion_core.settings import BY_NAME, SETTINGS, TABLE_END, TABLE_START, markdown_table, with_properties
 from server.config import Settings, parse_settings
 

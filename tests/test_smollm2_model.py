@@ -27,7 +27,7 @@ def test_the_delta_names_its_base_and_is_compact():
 
 @pytest.fixture(scope="module")
 def engine():
-    from diffusion_core.engine import InfillEngine
+    from diffusion_core.infer.engine import InfillEngine
     from diffusion_core.model.loading import load_model
     return InfillEngine(load_model("smollm2-diffill"))
 
@@ -58,7 +58,7 @@ def test_main_job_runs_on_the_smollm2_model():
 
 
 def test_autoregressive_baseline_is_the_base_as_pretrained():
-    from diffusion_core.autoregressive import load_baseline
+    from diffusion_core.eval.autoregressive import load_baseline
     ar = load_baseline("smollm2-diffill")
     fill = ar.fill("The capital of France is", ". It is a large city.", length=1)[0]
     assert fill.text.strip() == "Paris"

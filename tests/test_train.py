@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from conftest import TINY_TEXT
-from diffusion_core import train as train_mod
-from diffusion_core.train import TrainConfig, train
+from diffusion_core.train import trainer as train_mod
+from diffusion_core.train.trainer import TrainConfig, train
 
 NULL = "<null>"
 
@@ -35,7 +35,7 @@ def tok(tiny_model_dir):
 @pytest.fixture(scope="module")
 def scratch_dir(tmp_path_factory, tok):
     """A from_scratch model (hidden 32, 1 layer) on the conftest tokenizer, saved as an HF directory."""
-    from diffusion_core import model_init
+    from diffusion_core.train import model_init
     out = tmp_path_factory.mktemp("scratch")
     torch.manual_seed(0)
     model = model_init.from_scratch(tok, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -151,7 +151,7 @@ def test_resume_at_the_end_does_nothing(tmp_path, tiny_model_dir, corpus):
 
 
 def test_export_drops_training_state_and_halves(tmp_path, tiny_model_dir, corpus):
-    from diffusion_core.export import export_model
+    from diffusion_core.train.export import export_model
     from diffusion_core.model.loading import load_model
     ckpt = train(_cfg(tmp_path / "run", corpus, tiny_model_dir, steps=2), progress=False)
     dest = export_model(ckpt, tmp_path / "shipped", dtype=torch.float16)
@@ -169,7 +169,7 @@ def test_export_drops_training_state_and_halves(tmp_path, tiny_model_dir, corpus
 
 @pytest.fixture(scope="module")
 def table(tok):
-    from diffusion_core.masking import BoundaryTable
+    from diffusion_core.train.masking import BoundaryTable
     return BoundaryTable(tok)
 
 
@@ -182,8 +182,8 @@ def corpus_ids(tok) -> np.ndarray:
 @given(seed=st.integers(0, 2**32 - 1), start=st.integers(0, 10_000), length=st.integers(1, 80),
        infill=st.booleans(), schedule=st.sampled_from(["linear", "cosine", "log-linear"]))
 def test_corrupt_invariants(tok, table, corpus_ids, seed, start, length, infill, schedule):
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule
+    from diffusion_core.train.masking import corrupt
+    from diffusion_core.infer.schedule import NoiseSchedule
     start %= len(corpus_ids)
     window = corpus_ids[start:start + length]
     null_id = tok.convert_tokens_to_ids(NULL)
@@ -217,8 +217,8 @@ def test_corrupt_invariants(tok, table, corpus_ids, seed, start, length, infill,
 
 
 def test_corrupt_without_null_token_is_random_masking(tok, table, corpus_ids):
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule
+    from diffusion_core.train.masking import corrupt
+    from diffusion_core.infer.schedule import NoiseSchedule
     window = corpus_ids[:40]
     for seed in range(50):
         c = corrupt(window, *table(window), np.random.default_rng(seed), NoiseSchedule(), tok.mask_token_id, None,
@@ -237,8 +237,8 @@ def test_masking_only_corruption_is_exactly_what_it_was_before_substitutions():
     corruption had (digest recorded from it before substitutions were added)."""
     import hashlib
 
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule, SubstitutionSchedule
+    from diffusion_core.train.masking import corrupt
+    from diffusion_core.infer.schedule import NoiseSchedule, SubstitutionSchedule
     ids, starts, newlines = _synthetic_window()
     h = hashlib.sha256()
     for seed in range(300):
@@ -254,8 +254,8 @@ def test_masking_only_corruption_is_exactly_what_it_was_before_substitutions():
 
 @pytest.mark.parametrize("infill", [0.0, 1.0])
 def test_substitutions_replace_visible_tokens_and_ask_about_as_many_kept_ones(infill):
-    from diffusion_core.masking import corrupt
-    from diffusion_core.schedule import NoiseSchedule, SubstitutionSchedule
+    from diffusion_core.train.masking import corrupt
+    from diffusion_core.infer.schedule import NoiseSchedule, SubstitutionSchedule
     ids, starts, newlines = _synthetic_window()
     mask_id, null_id = 3, 4
     replaced_total = asked_total = visible_total = 0
@@ -283,7 +283,7 @@ def test_substitutions_replace_visible_tokens_and_ask_about_as_many_kept_ones(in
 # corpus cache ---------------------------------------------------------------------------------
 
 def test_token_cache_follows_changes_inside_a_folder(tmp_path, tok):
-    from diffusion_core.corpus import token_cache
+    from diffusion_core.train.corpus import token_cache
     src = tmp_path / "docs"
     src.mkdir()
     (src / "a.txt").write_text("The quick brown fox.")
@@ -295,7 +295,7 @@ def test_token_cache_follows_changes_inside_a_folder(tmp_path, tok):
 
 
 def test_token_cache_with_a_multiple_of_the_batch_and_no_text(tmp_path, tok):
-    from diffusion_core.corpus import token_cache
+    from diffusion_core.train.corpus import token_cache
     jl = tmp_path / "docs.jsonl"
     jl.write_text("".join(json.dumps({"text": f"line {i}"}) + "\n" for i in range(64)))
     ids = token_cache([str(jl)], tok, tmp_path / "cache")
@@ -352,7 +352,7 @@ def test_register_exports_a_named_model_and_resumes(tmp_path, tiny_model_dir, co
     assert loaded.path == models / "mine" and loaded.null_token_id is not None
     assert _state(models / ".runs" / "mine")["step"] == 2
 
-    caplog.set_level(logging.INFO, logger="diffusion_core.train")
+    caplog.set_level(logging.INFO, logger="diffusion_core.train.trainer")
     assert main(args + ["--steps", "4"]) == 0
     assert any("resumed from" in r.getMessage() and "at step 2" in r.getMessage() for r in caplog.records)
     assert _state(models / ".runs" / "mine")["step"] == 4
@@ -398,7 +398,7 @@ def tiny_default(tmp_path, monkeypatch, corpus):
     """A user models dir, and a shipped default that is a small delta (one step, rank 4) on a tiny Llama base,
     with a calibrated engine value in its config; returns the models dir."""
     from llama_helpers import install_tiny_base, tiny_base_spec, write_tiny_gguf
-    from diffusion_core.export import export_model
+    from diffusion_core.train.export import export_model
     from diffusion_core.model import loading
     write_tiny_gguf(tmp_path / "tiny.gguf")
     spec = tiny_base_spec(tmp_path / "tiny.gguf")
@@ -415,7 +415,7 @@ def tiny_default(tmp_path, monkeypatch, corpus):
 
 def test_learn_my_style_continues_the_default_and_registers_a_loadable_model(tiny_default, corpus, caplog):
     from diffusion_core.cli import main
-    from diffusion_core.engine import InfillEngine
+    from diffusion_core.infer.engine import InfillEngine
     from diffusion_core.model.adapter import read_delta
     from diffusion_core.model.loading import DEFAULT_MODEL, load_model, resolve_model_dir
     start_tokens = json.loads(read_delta(resolve_model_dir(DEFAULT_MODEL) / "delta.safetensors")[0]["info"])["tokens"]
@@ -438,7 +438,7 @@ def test_learn_my_style_continues_the_default_and_registers_a_loadable_model(tin
     finally:
         ls.worker.stop(wait=5)
     # a second invocation resumes the run and replaces the model whole
-    caplog.set_level(logging.INFO, logger="diffusion_core.train")
+    caplog.set_level(logging.INFO, logger="diffusion_core.train.trainer")
     assert main(STYLE + ["--data", str(corpus), "--steps", "3"]) == 0
     assert any("at step 2" in r.getMessage() for r in caplog.records if "resumed from" in r.getMessage())
     assert sorted(p.name for p in tiny_default.iterdir()) == [".runs", "my-style"]
@@ -447,7 +447,7 @@ def test_learn_my_style_continues_the_default_and_registers_a_loadable_model(tin
 
 @pytest.mark.parametrize("failing", ["training", "export"])
 def test_a_failed_run_leaves_no_model_and_the_next_one_resumes(tiny_default, corpus, monkeypatch, failing):
-    from diffusion_core import export as export_mod
+    from diffusion_core.train import export as export_mod
     from diffusion_core.cli import main
     from diffusion_core.model.loading import ModelLoadError, load_model, resolve_model_dir
     real_save, real_export = train_mod._save, export_mod.export_model
@@ -479,8 +479,8 @@ def test_a_failed_run_leaves_no_model_and_the_next_one_resumes(tiny_default, cor
 
 def test_vocabulary_transfer_keeps_shared_pieces(tmp_path, tiny_model_dir, tok):
     from transformers import AutoModelForMaskedLM
-    from diffusion_core import model_init
-    from diffusion_core.tokenizer_train import train_tokenizer
+    from diffusion_core.train import model_init
+    from diffusion_core.train.tokenizer import train_tokenizer
     other_text = ("The lazy dog sleeps over the quick brown fox. An editor sends requests to a language server.\n"
                   "def sub(a, b):\n    return a - b\n")
     new_tok = train_tokenizer([other_text] * 4, vocab_size=330, out_dir=tmp_path / "tok")

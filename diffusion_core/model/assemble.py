@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import BASES, BaseError, BaseSpec, base_dir, ensure_base, is_converted
+from diffusion_core.model.base import BASES, BaseError, BaseSpec, base_dir, ensure_base, is_converted
 
 DELTA_FILE = "delta.safetensors"
 
@@ -19,8 +19,8 @@ def load_base(spec: BaseSpec, fetch: bool = True):
     """(NativeLlamaDenoiser with the base weights, its FastTokenizer, the base's GGUF SHA-256)."""
     from safetensors.torch import load_file
 
-    from ..fast_tokenizer import FastTokenizer
-    from .llama import NativeLlamaDenoiser
+    from diffusion_core.model.tokenizer import FastTokenizer
+    from diffusion_core.model.llama import NativeLlamaDenoiser
     if not is_converted(spec):
         if not fetch:
             raise BaseError(f"the base {spec.name} is not in {base_dir(spec)}; run `diffill fetch-base` "
@@ -43,7 +43,7 @@ def base_spec_of(config: dict) -> BaseSpec:
 
 def load_delta_model(path: Path, config: dict):
     """(merged NativeLlamaDenoiser, tokenizer) for a delta model directory."""
-    from .adapter import apply_delta
+    from diffusion_core.model.adapter import apply_delta
     # Never fetched implicitly: serving a model must not reach the network; set-up fetches the base.
     model, tokenizer, sha = load_base(base_spec_of(config), fetch=False)
     model = apply_delta(model, path / DELTA_FILE, sha)

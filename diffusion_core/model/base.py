@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from .gguf_file import GGUFError, GGUFFile
+from diffusion_core.model.gguf_file import GGUFError, GGUFFile
 
 log = logging.getLogger(__name__)
 # Names no real text contains: a special token is matched wherever its name appears in the input.

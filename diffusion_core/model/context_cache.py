@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .llama import NativeLlamaDenoiser, _rotate, rotary
+from diffusion_core.model.llama import NativeLlamaDenoiser, _rotate, rotary
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:

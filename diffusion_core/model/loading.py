@@ -122,9 +122,9 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     """
     import torch
 
-    from ..fast_tokenizer import MissingTokenizerFiles
-    from .native_bert import Unsupported
-    from .precision import apply_precision
+    from diffusion_core.model.tokenizer import MissingTokenizerFiles
+    from diffusion_core.model.native_bert import Unsupported
+    from diffusion_core.model.precision import apply_precision
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     path = resolve_model_dir(name)
@@ -166,10 +166,10 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
 
 
 def _load_delta(path: Path, config: dict):
-    from .adapter import DeltaError
-    from .assemble import load_delta_model
-    from .base import BaseError
-    from .gguf_file import GGUFError
+    from diffusion_core.model.adapter import DeltaError
+    from diffusion_core.model.assemble import load_delta_model
+    from diffusion_core.model.base import BaseError
+    from diffusion_core.model.gguf_file import GGUFError
     try:
         return load_delta_model(path, config)
     except (DeltaError, BaseError, GGUFError) as exc:
@@ -179,8 +179,8 @@ def _load_delta(path: Path, config: dict):
 def _load_native(path: Path, config: dict, weights: list[Path]):
     from safetensors.torch import load_file
 
-    from ..fast_tokenizer import FastTokenizer, MissingTokenizerFiles
-    from .native_bert import NativeBertForMaskedLM, Unsupported, check_config
+    from diffusion_core.model.tokenizer import FastTokenizer, MissingTokenizerFiles
+    from diffusion_core.model.native_bert import NativeBertForMaskedLM, Unsupported, check_config
     check_config(config)
     try:
         tokenizer = FastTokenizer(path)

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from ..settings import PRECISIONS  # noqa: F401  (the choices are the user's setting's)
+from diffusion_core.settings import PRECISIONS  # noqa: F401  (the choices are the user's setting's)
 log = logging.getLogger(__name__)
 
 

@@ -85,7 +85,7 @@ class CompletionFeature:
         if hit is not None:
             self.stats["reused"] += 1
             return hit, offset
-        job = ls.worker.submit(cursor_fills(source, offset, s, s.candidates), key=(uri, kind))
+        job = ls.worker.submit(cursor_fills(source, offset, s, s.candidates).run, key=(uri, kind))
         try:
             texts = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:

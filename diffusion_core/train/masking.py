@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schedule import NoiseSchedule, SubstitutionSchedule
+from diffusion_core.infer.schedule import NoiseSchedule, SubstitutionSchedule
 
 
 @dataclass

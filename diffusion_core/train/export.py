@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .model.assemble import DELTA_FILE
+from diffusion_core.model.assemble import DELTA_FILE
 
 KEEP = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 

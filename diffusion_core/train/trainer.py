@@ -24,11 +24,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from .corpus import token_cache
-from .masking import BoundaryTable, corrupt
-from .mlm_head import MaskedLMRunner
-from .schedule import NoiseSchedule, SubstitutionSchedule
-from .tokenizer_train import NULL_TOKEN
+from diffusion_core.train.corpus import token_cache
+from diffusion_core.train.masking import BoundaryTable, corrupt
+from diffusion_core.model.mlm_head import MaskedLMRunner
+from diffusion_core.infer.schedule import NoiseSchedule, SubstitutionSchedule
+from diffusion_core.train.tokenizer import NULL_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class _DeltaWeights:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def save(self, out: Path, tokens: int = 0) -> None:
-        from .model.assemble import DELTA_FILE
+        from diffusion_core.model.assemble import DELTA_FILE
         out.mkdir(parents=True, exist_ok=True)
         self.adapter.save(out / DELTA_FILE, self.base_sha256, {"tokens": tokens})
         config = {"model_type": "llama", "architectures": ["DiffillLlamaDelta"], "diffill_base": self.spec.name,
@@ -101,14 +101,14 @@ class _DeltaWeights:
 
 def _start_name(init: str) -> str:
     """The model ``--init`` names: "default" is whatever the loading module ships as its default."""
-    from .model import loading
+    from diffusion_core.model import loading
     return loading.DEFAULT_MODEL if init == "default" else init
 
 
 def _delta_dir(init: str) -> Path | None:
     """``init`` as a delta model directory (a shipped or trained adaptation to continue), else None."""
-    from .model.assemble import DELTA_FILE
-    from .model.loading import ModelLoadError, resolve_model_dir
+    from diffusion_core.model.assemble import DELTA_FILE
+    from diffusion_core.model.loading import ModelLoadError, resolve_model_dir
     try:
         path = resolve_model_dir(_start_name(init))
     except ModelLoadError:
@@ -118,9 +118,9 @@ def _delta_dir(init: str) -> Path | None:
 
 def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
     """A base + adapter to train: new (``start`` None), resumed from a checkpoint, or continuing a delta."""
-    from .model.adapter import Adapter, apply_delta
-    from .model.assemble import DELTA_FILE, base_spec_of, load_base
-    from .model.base import BASES, MASK_TOKEN, NULL_TOKEN
+    from diffusion_core.model.adapter import Adapter, apply_delta
+    from diffusion_core.model.assemble import DELTA_FILE, base_spec_of, load_base
+    from diffusion_core.model.base import BASES, MASK_TOKEN, NULL_TOKEN
     start_config = json.loads((start / "config.json").read_text()) if start else {}
     spec = base_spec_of(start_config) if start else BASES[cfg.init]
     model, tok, sha = load_base(spec)
@@ -141,8 +141,8 @@ def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
 
 
 def _load_start(cfg: TrainConfig, resume_dir: Path | None):
-    from .model.assemble import DELTA_FILE
-    from .model.base import BASES
+    from diffusion_core.model.assemble import DELTA_FILE
+    from diffusion_core.model.base import BASES
     if resume_dir is not None and (resume_dir / DELTA_FILE).is_file():
         return _load_delta_start(cfg, resume_dir, resuming=True)
     start = None if cfg.init in BASES else _delta_dir(cfg.init)
@@ -160,8 +160,8 @@ def _load_start(cfg: TrainConfig, resume_dir: Path | None):
 
 def _load_bert_start(cfg: TrainConfig, resume_dir: Path | None):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from . import model_init
-    from .model.loading import resolve_model_dir
+    from diffusion_core.train import model_init
+    from diffusion_core.model.loading import resolve_model_dir
     if resume_dir is not None:
         tok = AutoTokenizer.from_pretrained(str(resume_dir), local_files_only=True)
         return AutoModelForMaskedLM.from_pretrained(str(resume_dir), use_safetensors=True, local_files_only=True), tok

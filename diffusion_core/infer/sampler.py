@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .schedule import NoiseSchedule
+from diffusion_core.infer.schedule import NoiseSchedule
 
 ORDERS = ("confidence", "left-to-right")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .sampler import Forward  # here over one row: (1, T) ids and positions
+from diffusion_core.infer.sampler import Forward  # here over one row: (1, T) ids and positions
 
 GROW_WINDOW = 2  # masked slots ahead of the fill (the docstring says why a short window; README: 2 measured best)
 

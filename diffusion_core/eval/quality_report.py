@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from diffusion_core.engine import EngineSettings, InfillEngine
-from diffusion_core.evaluate import per_kind, read_items, run_eval, score_one
+from diffusion_core.infer.engine import EngineSettings, InfillEngine
+from diffusion_core.eval.evaluate import per_kind, read_items, run_eval, score_one
 from diffusion_core.model.loading import load_model
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right", "autoregressive")
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision=args.precision))
     baseline = None
     if "autoregressive" in args.strategies:
-        from diffusion_core.autoregressive import load_baseline
+        from diffusion_core.eval.autoregressive import load_baseline
         baseline = load_baseline(args.model, threads=args.threads, precision=args.precision)
     results, samples = {}, {}
     if args.resume:

@@ -10,7 +10,7 @@ file count and size.
 
 Wikipedia-derived text is reserved for evaluation and never read here.
 
-Usage: python scripts/build_corpus.py OUT_DIR [--dev-percent 3]
+Usage: python -m diffusion_core.train.build_corpus OUT_DIR [--dev-percent 3]
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Usage: proofread_eval.py CORPUS_DEV.jsonl OUT_PREFIX [--model M] [--passages N] 
                          [--errors word typo] [--readings visible masked] [--below P] [--threads T]
 
 Passages of about ``--words`` words are cut at line ends from the records of each kind (prose, code) of a
-corpus JSONL (``scripts/build_corpus.py`` writes one; its dev split is held out from training).  In each,
+corpus JSONL (``diffusion_core/train/build_corpus.py`` writes one; its dev split is held out from training).  In each,
 a share ``rate`` of the words (at least one when the rate is above 0) is corrupted:
 
 * ``word``: replaced by another word of the same record (a plausible wrong word);
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffusion_core.engine import InfillEngine
+from diffusion_core.infer.engine import InfillEngine
 from diffusion_core.model.loading import load_model
 
 WORD = re.compile(r"\w+(?:['’]\w+)*")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .canvas import before_gap, decode_fill, special_ids, window_ids
-from .engine import EngineSettings, Fill
-from .joining import fit
+from diffusion_core.infer.canvas import before_gap, decode_fill, special_ids, window_ids
+from diffusion_core.infer.engine import EngineSettings, Fill
+from diffusion_core.infer.joining import fit
 
 SUFFIX_SCORED = 8  # suffix tokens whose likelihood picks the cut
 
@@ -85,9 +85,9 @@ def load_baseline(name=None, threads: int | None = None, precision: str = "auto"
     """The base that model ``name`` was adapted from, as pretrained (its delta is not applied)."""
     import json
 
-    from .model.assemble import base_spec_of, load_base
-    from .model.loading import LoadedModel, ModelLoadError, resolve_model_dir
-    from .model.precision import apply_precision
+    from diffusion_core.model.assemble import base_spec_of, load_base
+    from diffusion_core.model.loading import LoadedModel, ModelLoadError, resolve_model_dir
+    from diffusion_core.model.precision import apply_precision
     path = resolve_model_dir(name)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     if not config.get("diffill_base"):

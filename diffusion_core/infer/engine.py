@@ -23,16 +23,16 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from . import proofread as proofreading
-from .canvas import before_gap, build_canvas, decode_fill, special_ids, window_ids
-from .grow import GROW_WINDOW, grow
-from .joining import breaks_line, fit, is_blank, opens_line, stays_in_line
-from .mlm_head import MaskedLMRunner
-from .model.context_cache import ContextCache
-from .model.llama import NativeLlamaDenoiser
-from .model.loading import LoadedModel
-from .sampler import Cancelled, SamplerConfig, denoise
-from .settings import BY_NAME
+from diffusion_core.infer import proofread as proofreading
+from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, special_ids, window_ids
+from diffusion_core.infer.grow import GROW_WINDOW, grow
+from diffusion_core.infer.joining import breaks_line, fit, is_blank, opens_line, stays_in_line
+from diffusion_core.model.mlm_head import MaskedLMRunner
+from diffusion_core.model.context_cache import ContextCache
+from diffusion_core.model.llama import NativeLlamaDenoiser
+from diffusion_core.model.loading import LoadedModel
+from diffusion_core.infer.sampler import Cancelled, SamplerConfig, denoise
+from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
