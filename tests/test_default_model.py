@@ -68,6 +68,23 @@ def test_several_gaps_far_apart_fill_as_each_would_alone(engine):
         assert engine.fill(before, after)[0].text == text, (g, joint)
 
 
+def test_continue_writes_on_to_the_end_of_a_sentence(engine):
+    """Continuing prose ends where a sentence ends, never mid-clause (issue 32's prior for continue)."""
+    from diffusion_core.infer.engine import WHOLE
+    for prefix in ("It was a cold morning. Clara put on her boots and", "The meeting ran late, so"):
+        text = engine.continue_text(prefix)[0].text
+        assert WHOLE.search(text) and len(text.split()) >= 3 and "\n" not in text, text
+
+
+def test_bridge_writes_whole_sentences_between_two_paragraphs(engine):
+    """Seen by a user: a bridge between two paragraphs wrote ``\n morning``; it writes a sentence."""
+    above = "We arrived at the cabin late in the evening, tired and hungry after the long drive.\n\n"
+    below = "\n\nThe next morning the lake was perfectly still, and the mist hung low over the water."
+    text = engine.bridge(above, below)[0].text
+    assert text[:1].isupper() and text.rstrip().endswith((".", "!", "?")) and len(text.split()) >= 4, text
+    assert "\n" not in text
+
+
 def test_main_job_fills_the_example_on_the_shipped_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", str(ROOT / "examples" / "gaps.txt")],
                        capture_output=True, text=True, timeout=300)

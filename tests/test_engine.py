@@ -232,6 +232,38 @@ def test_grow_fills_one_gap_within_its_line(engine):
 
 
 def test_grow_continues_text_with_nothing_after_it(engine):
-    """No suffix: only the null token can say the text ends; the fill still stops within its bound."""
+    """No suffix: only the null token can say the text ends; the fill still stops within its job's bound."""
+    from diffusion_core.infer.engine import length_prior
+    bound = length_prior("continue", EngineSettings(max_tokens=5)).max_tokens
     fill = engine.continue_text("Masked diffusion fills", settings=EngineSettings(max_tokens=5))[0]
-    assert 1 <= fill.tokens <= 5 and fill.passes <= 6
+    assert 1 <= fill.tokens <= bound and fill.passes <= bound + 1
+
+
+def test_each_job_has_its_length_prior():
+    from diffusion_core.infer.engine import JOBS, length_prior
+    s = EngineSettings(max_tokens=16)
+    priors = {job: length_prior(job, s, selected_tokens=5) for job in JOBS}
+    assert priors["fill"].max_tokens == 16 and not priors["fill"].whole
+    assert priors["selection"].max_tokens == 10 and not priors["selection"].whole   # about the selection
+    assert priors["continue"].whole and priors["continue"].max_tokens >= 48          # to a sentence's end
+    assert priors["bridge"].whole and priors["bridge"].max_tokens > priors["continue"].max_tokens
+    with pytest.raises(ValueError, match="unknown job"):
+        length_prior("poem", s)
+
+
+def test_grow_ends_only_where_the_job_may_end_when_it_gets_there():
+    """Ending after one token is likeliest, but the job wants whole sentences: the cut is the first
+    length where ``may_end`` says yes; if none is reached, the best claim of the rest."""
+    from diffusion_core.infer.grow import grow
+
+    def table(n, k):
+        return {1: 0.6, AFTER: 0.4} if n + k < 3 else {2: 0.5, AFTER: 0.5}
+    whole = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER]), 9, [NULL, AFTER], [NULL], 8,
+                 may_end=lambda written: written[-1] == 2)
+    assert whole.tokens[:4] == [1, 1, 1, 2] and whole.best() == [4]
+    free = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER]), 9, [NULL, AFTER], [NULL], 8)
+    assert free.best() == [1]
+    never = grow(_scripted(table), torch.tensor([0, 3]), torch.tensor([AFTER]), 9, [NULL, AFTER], [NULL], 3,
+                 may_end=lambda written: False)
+    assert never.best() == [1]                            # no length may end: the best of the others
+

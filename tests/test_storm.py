@@ -158,7 +158,8 @@ async def test_storm_of_inline_requests_with_cancellations(stormed):
                                        + storm_jobs["completed"] + storm_jobs["failed"])
     assert storm_jobs["failed"] == 0
     assert storm_jobs["superseded"] + storm_jobs["cancelled"] > 0  # older requests were dropped, not computed
-    assert storm_jobs["started"] < storm_jobs["submitted"]
+    # (whether a dropped job had started depends on how fast a pass is; that it was not finished does not)
+    assert storm_jobs["completed"] < storm_jobs["submitted"] // 2
 
     for t in typists:  # afterwards the newest request per document is computed, one job each
         done = (await status(client))["jobs"]["completed"]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build Diffill's evaluation gaps from text the model never trained on.
 
 Kinds (each item: {"id", "kind", "prefix", "suffix", "answer"}):
@@ -8,8 +7,8 @@ Kinds (each item: {"id", "kind", "prefix", "suffix", "answer"}):
   code-ident   one identifier in Python code from packages outside the corpus
   code-tail    the rest of a Python line after a break point
 
-Usage: make_eval_set.py OUT.jsonl --wiki summaries_en-us.json --code DIR [DIR...]
-                        [--docs corpus/dev.jsonl] [--per-kind 60] [--seed 0] [--exclude OTHER.jsonl ...]
+Usage: python -m diffusion_core.eval.make_eval_set OUT.jsonl --wiki summaries_en-us.json --code DIR [DIR...]
+    [--docs corpus/dev.jsonl] [--per-kind 60] [--seed 0] [--exclude OTHER.jsonl ...]
 
 ``--exclude``: source texts that any item of those sets was cut from are left out, so a calibration
 set shares no document with the evaluation set (data/eval/calib.jsonl: ``--exclude data/eval/dev.jsonl``

@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Measure ``proofread`` on held-out text we corrupt ourselves (issue 15).
 
-Usage: proofread_eval.py CORPUS_DEV.jsonl OUT_PREFIX [--model M] [--passages N] [--rates 0 0.01 0.05 0.1]
-                         [--errors word typo] [--readings visible masked] [--below P] [--threads T]
+Usage: python -m diffusion_core.eval.proofread_eval CORPUS_DEV.jsonl OUT_PREFIX [--model M] [--passages N]
+    [--rates 0 0.01 0.05 0.1] [--errors word typo] [--readings visible masked] [--below P] [--threads T]
 
 Passages of about ``--words`` words are cut at line ends from the records of each kind (prose, code) of a
-corpus JSONL (``diffusion_core/train/build_corpus.py`` writes one; its dev split is held out from training).  In each,
-a share ``rate`` of the words (at least one when the rate is above 0) is corrupted:
+corpus JSONL (``python -m diffusion_core.train.build_corpus`` writes one; its dev split is held out from
+training).  In each, a share ``rate`` of the words (at least one when the rate is above 0) is corrupted:
 
 * ``word``: replaced by another word of the same record (a plausible wrong word);
 * ``typo``: two neighbouring letters swapped, a letter dropped or a letter doubled.

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Run ``diffill eval`` for every strategy with oracle and unknown length; write JSON and a Markdown table.
 
-Usage: quality_report.py DATA.jsonl OUT_PREFIX [--model M] [--limit N] [--threads T] [--strategies S ...]
-                         [--old REPORT.json]
+Usage: python -m diffusion_core.eval.quality_report DATA.jsonl OUT_PREFIX [--model M] [--limit N]
+    [--threads T] [--strategies S ...] [--only RUN ...] [--old REPORT.json]
 Writes OUT_PREFIX.json (all figures) and OUT_PREFIX.md (tables per kind, exact match and similarity).
 ``autoregressive`` (models on a pretrained base) is the base as it was pretrained; ``--old`` names an
 earlier report of another model on the same data, for the new-default bar (issue 13).

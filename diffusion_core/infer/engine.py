@@ -17,6 +17,7 @@ only decides whether a pass may also commit the slots the model is sure of.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +37,9 @@ from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
-BRIDGE_TOKENS = 48  # a bridge may run longer than a fill: a sentence or two
+JOBS = ("fill", "selection", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
+# a fill that ends a sentence (its closing quote or bracket may follow) or a line
+WHOLE = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*|\n)[ \t]*$")
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 
@@ -58,6 +61,33 @@ class EngineSettings:
             raise ValueError("steps must be >= 1 (or None: automatic)")
         if self.tokens_per_step <= 0:
             raise ValueError("tokens_per_step must be > 0")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """How long a job's fill may run and where it may end."""
+    max_tokens: int
+    whole: bool = False    # end only where a sentence or a line ends (when the fill reaches one)
+
+
+def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Prior:
+    """The one place a job maps to its length prior (issue 32).
+
+    ``fill`` (the cursor, a gap marker): up to the ``max_tokens`` setting; the model says where it ends.
+    ``selection`` (a selection refilled): about the selection's length, up to twice it (at most 128).
+    ``continue`` (nothing after the text): on to the end of a sentence or a line, at most 48 tokens, so a
+    continuation is never cut mid-clause.  ``bridge`` (between two paragraphs): one or two whole sentences,
+    at most 64 tokens.
+    """
+    if job == "fill":
+        return Prior(s.max_tokens)
+    if job == "selection":
+        return Prior(min(128, max(2, 2 * selected_tokens)))
+    if job == "continue":
+        return Prior(max(s.max_tokens, 48), whole=True)
+    if job == "bridge":
+        return Prior(max(s.max_tokens, 64), whole=True)
+    raise ValueError(f"unknown job {job!r}; choose one of {', '.join(JOBS)}")
 
 
 @dataclass
@@ -179,14 +209,16 @@ class InfillEngine:
     @torch.no_grad()
     def fill_gaps(self, pieces: list[str], lengths: list[int] | None = None, candidates: int = 1,
                   on_step: Callable | None = None, settings: EngineSettings | None = None,
-                  inline: Sequence[bool] | None = None, unlike: str | None = None) -> list[Fill]:
+                  inline: Sequence[bool] | None = None, unlike: str | None = None,
+                  job: str = "fill") -> list[Fill]:
         """Fill the gaps between ``pieces``; ``lengths`` (tokens per gap) or None to let the model choose.
 
         Fills join the text as ``joining.py`` says: ``inline`` (per gap; default: whether text follows the gap
         on its line) keeps a gap's fill within its line, and every text is fitted to its sides.  Returns up
         to ``candidates`` fills, best first (one gap of unknown length: grow's best cuts; otherwise one);
         ``Fill.texts`` holds one text per gap.  ``unlike``: text the first gap's fill must not open as (a
-        selection being refilled: the user wants other text), for gaps of unknown length.
+        selection being refilled: the user wants other text), for gaps of unknown length.  ``job`` sets how
+        long a fill of unknown length may be and where it may end (``length_prior``).
         """
         s = settings or self.settings
         n_gaps = len(pieces) - 1
@@ -196,7 +228,9 @@ class InfillEngine:
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         if lengths is None:
-            return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike)
+            selected = len(self.tokenizer(unlike, add_special_tokens=False).input_ids) if unlike else 0
+            prior = length_prior("selection" if unlike and job == "fill" else job, s, selected)
+            return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike, prior)
         if len(lengths) != n_gaps or min(lengths) < 1:
             raise ValueError(f"lengths: one length >= 1 per gap ({n_gaps})")
         return [self._denoise_gaps(pieces, list(lengths), on_step, s, inline)]
@@ -259,7 +293,7 @@ class InfillEngine:
         return before, after + ([sep] if sep is not None else []), left[-4:]
 
     def _grow_gaps(self, pieces: list[str], candidates: int, on_step, s: EngineSettings,
-                   inline: Sequence[bool], unlike: str | None = None) -> list[Fill]:
+                   inline: Sequence[bool], unlike: str | None, prior: Prior) -> list[Fill]:
         """Gaps of unknown length by grow, one after another from the left (each sees the fills before it);
         with one gap, the ``candidates`` best-claimed cuts."""
         keep = max(1, candidates) if len(pieces) == 2 else 1
@@ -282,8 +316,9 @@ class InfillEngine:
                                     self._openings(unlike) if g == 0 else [])
                 sure = s.threshold if s.strategy == "diffusion" else None
                 # the end tokens mean the end: a fill never writes them
+                may_end = (lambda written: bool(WHOLE.search(self.tokenizer.decode(written)))) if prior.whole else None
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
-                             ends, ends, s.max_tokens, GROW_WINDOW, sure, seams, on_step, keep)
+                             ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end)
             fills, broken = [], []
             seen: set[str] = set()
             for length in grown.best(len(grown.claims)):
@@ -305,22 +340,28 @@ class InfillEngine:
 
     def fill(self, prefix: str, suffix: str, length: int | None = None, candidates: int = 1,
              on_step: Callable | None = None, settings: EngineSettings | None = None,
-             inline: bool | None = None, unlike: str | None = None) -> list[Fill]:
-        """Fill one gap between ``prefix`` and ``suffix``; best candidate first (``inline``, ``unlike``: see
-        fill_gaps)."""
+             inline: bool | None = None, unlike: str | None = None, job: str = "fill") -> list[Fill]:
+        """Fill one gap between ``prefix`` and ``suffix``; best candidate first (``inline``, ``unlike``, ``job``:
+        see fill_gaps)."""
         return self.fill_gaps([prefix, suffix], None if length is None else [length], candidates, on_step, settings,
-                              None if inline is None else [inline], unlike)
+                              None if inline is None else [inline], unlike, job)
 
     def continue_text(self, prefix: str, length: int | None = None, **kw) -> list[Fill]:
-        """Write on from the end of ``prefix`` (nothing after it)."""
-        return self.fill(prefix, "", length, **kw)
+        """Write on from the end of ``prefix`` (nothing after it) to the end of a sentence or line."""
+        return self.fill(prefix, "", length, job="continue", **kw)
 
-    def bridge(self, above: str, below: str, length: int | None = None, settings: EngineSettings | None = None,
-               **kw) -> list[Fill]:
-        """Write a passage that leads from ``above`` into ``below`` (interpolation); longer fills allowed."""
-        s = settings or self.settings
-        return self.fill(above, below, length, settings=replace(s, max_tokens=max(s.max_tokens, BRIDGE_TOKENS)),
-                         **kw)
+    def bridge(self, above: str, below: str, length: int | None = None, **kw) -> list[Fill]:
+        """Write a sentence or two that leads from ``above`` into ``below`` (interpolation).
+
+        The model reads the two passages as one paragraph with the gap inside it, and the fill is then placed
+        between them as they are written: laid out between two blank lines, the gap is one the model never
+        saw in training, and it writes digits there (``2``, ``200``) where inside a paragraph it writes
+        ``We were greeted by a warm welcome.``"""
+        fills = self.fill(above.rstrip() + " ", " " + below.lstrip(), length, job="bridge", inline=True, **kw)
+        for f in fills:
+            f.text = fit(above, f.text.strip(), below)
+            f.texts = [f.text]
+        return fills
 
     @torch.no_grad()
     def rewrite(self, prefix: str, passage: str, suffix: str, strength: float = 0.3,

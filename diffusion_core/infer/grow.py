@@ -59,7 +59,8 @@ class Grown:
 def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: int, end_ids: list[int],
          never: list[int], max_tokens: int, window: int = 3, threshold: float | None = None,
          ban: Callable[[torch.Tensor, list[int]], torch.Tensor] | None = None,
-         on_step: Callable[[int, int, torch.Tensor], None] | None = None, keep: int = 1) -> Grown:
+         on_step: Callable[[int, int, torch.Tensor], None] | None = None, keep: int = 1,
+         may_end: Callable[[list[int]], bool] | None = None) -> Grown:
     """Fill the gap between ``before`` (T0,) and ``after`` (T1,) token ids, up to ``max_tokens`` tokens.
 
     ``end_ids`` are the tokens whose probability at the slot after a fill is P(end) (the null token,
@@ -68,11 +69,13 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     after the tokens before it).  ``ban(logits, written)`` may mask logits (S, V) of
     the window's slots given the tokens already written (keeping a fill on its line, no word twice).  ``on_step(pass, max_tokens, ids)`` runs after each pass; raising there stops.
     ``keep``: how many lengths are wanted (the early stop waits until a longer fill cannot make the top
-    ``keep``).
+    ``keep``).  ``may_end(written)``: whether a fill may end after ``written`` (a job that wants whole
+    sentences); lengths where it may not are claimed only if no length where it may is reached.
     """
     tokens: list[int] = []
     logp: list[float] = []
     claims: dict[int, float] = {}
+    unfinished: dict[int, float] = {}                                    # claims where may_end said no
     ends = torch.tensor(end_ids, dtype=torch.long)
     passes = 0
     while True:
@@ -86,7 +89,8 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
         passes += 1
         lp = logits.log_softmax(-1)                                       # (slots, V): the model's own odds
         if tokens:
-            claims[len(tokens)] = sum(logp) + float(lp[0, ends].logsumexp(0))
+            claim = sum(logp) + float(lp[0, ends].logsumexp(0))
+            (claims if may_end is None or may_end(tokens) else unfinished)[len(tokens)] = claim
         if len(tokens) == max_tokens:
             break
         allowed = logits if ban is None else ban(logits, tokens)          # bans choose; they do not rescore
@@ -105,7 +109,7 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
         # a longer fill's claim is at most the prefix's total: once it cannot make the top ``keep``, stop
         if len(claims) >= keep and sum(logp) < sorted(claims.values())[-keep]:
             break
-    return Grown(tokens, logp, claims, passes)
+    return Grown(tokens, logp, claims or unfinished, passes)
 
 
 def _allowed(ban, logits: torch.Tensor, written: list[int], token: int) -> bool:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Assemble Diffill's offline training corpus from registry packages.
 
 Every source is a Debian package fetched with ``apt-get download`` (unpacked
