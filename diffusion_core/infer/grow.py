@@ -30,7 +30,11 @@ pass (its P(end) was read before the token it follows).  The fill stops
 early: every token costs log-probability, so once the prefix's own total
 falls below the best claim so far no longer fill can win.  (A per-token
 length bonus on the claims was calibrated and measured, 2026-12-04: on the
-dev gaps it gained nothing and cost 46 % more passes, so there is none.)
+dev gaps it gained nothing and cost 46 % more passes, so there is none.  On 2026-12-07 five rules were
+scored on the same grow rows, each tuned on the calibration split: length bonuses, an end threshold,
+llama.cpp's infill rule, a per-token claim.  Every one that lengthens multi-word prose fills loses 3-5
+points of exact match overall, because P(end) does not tell a short gap from a long one; the claim above
+stays: docs/experiments.md, "Length decision rules".)
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ import torch
 
 from diffusion_core.infer.sampler import Forward  # here over one row: (1, T) ids and positions
 
-GROW_WINDOW = 2  # masked slots ahead of the fill (the docstring says why a short window; README: 2 measured best)
+GROW_WINDOW = 2  # masked slots ahead of the fill (the docstring says why a short window; 2 measured best)
 
 
 @dataclass
