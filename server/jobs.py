@@ -116,6 +116,7 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
             return None
 
         def run(engine, on_step):
-            return [Replacement(start, start, engine.bridge(ctx.prefix, ctx.suffix, on_step=on_step, settings=es)[0].text)]
+            fill = engine.bridge(ctx.prefix, ctx.suffix, on_step=on_step, settings=es)[0]
+            return [Replacement(start, start, fill.text)]
         return Plan(job, run)
     raise ValueError(f"unknown job {job!r}; choose one of {', '.join(JOBS)}")

@@ -127,7 +127,8 @@ class InfillEngine:
         self.max_positions = int(max_pos)
         self._lock = threading.Lock()
         self._control = [i for i in special_ids(self.tokenizer) if i != self.null_id]  # never text
-        self._never = torch.tensor(self._control + ([self.null_id] if self.null_id is not None else []))
+        never = self._control + ([self.null_id] if self.null_id is not None else [])
+        self._never = torch.tensor(never, dtype=torch.long)  # a fill of given length writes none of these
         self._tests: _TokenTests | None = None
 
     # -- plumbing -------------------------------------------------------------
@@ -167,7 +168,8 @@ class InfillEngine:
             texts += [""] * (vocab - n)
             words: dict[str, int] = {}
             keys = [words.setdefault(t.strip().lower(), len(words)) if t.strip().isalpha() else -1 for t in texts]
-            tests = _TokenTests(torch.tensor([breaks_line(t) for t in texts]), torch.tensor([is_blank(t) for t in texts]),
+            tests = _TokenTests(torch.tensor([breaks_line(t) for t in texts]),
+                                torch.tensor([is_blank(t) for t in texts]),
                                 torch.tensor([bool(t) and not t.strip(" \t") for t in texts]),
                                 torch.tensor([opens_line(t) for t in texts]), torch.tensor(keys))
             if self.null_id is not None and self.null_id < vocab:  # the null token is grow's end signal, not text

@@ -70,8 +70,9 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     ``end_ids`` are the tokens whose probability at the slot after a fill is P(end) (the null token,
     the suffix's first token); ``never`` the ones never written (the null token).  ``threshold``: also
     commit the slots right after the first one whose probability reaches it (each as the bans allow it
-    after the tokens before it).  ``ban(logits, written)`` may mask logits (S, V) of
-    the window's slots given the tokens already written (keeping a fill on its line, no word twice).  ``on_step(pass, max_tokens, ids)`` runs after each pass; raising there stops.
+    after the tokens before it).  ``ban(logits, written)`` may mask logits (S, V) of the window's slots
+    given the tokens already written (keeping a fill on its line, no word twice).  ``on_step(pass,
+    max_tokens, ids)`` runs after each pass; raising there stops.
     ``keep``: how many lengths are wanted (the early stop waits until a longer fill cannot make the top
     ``keep``).  ``may_end(written)``: whether a fill may end after ``written`` (a job that wants whole
     sentences); lengths where it may not are claimed only if no length where it may is reached.
