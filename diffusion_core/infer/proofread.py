@@ -9,7 +9,7 @@ The model reads each word in one of two ways (``reading``):
 
 * ``visible``: one pass over the passage as it is; a word's probability is that of its own tokens where they
   stand.  Only a model trained with replaced-token noise (``diffill train --substitute``) has learned what
-  a visible token's probability means, and it costs one pass.  Measured (README, "Proofreading") on a model
+  a visible token's probability means, and it costs one pass.  Measured (docs/proofreading.md) on a model
   trained with it at equal tokens, it traded precision for recall worse than the masked reading at every
   bar, so it is not the default.
 * ``masked``: each word is hidden and predicted from its context (four rows, every fourth word hidden in
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 READINGS = ("visible", "masked")
 DEFAULT_READING = "masked"
 DEFAULT_BELOW = 0.0003  # a word this unlikely, with another guess preferred, is questioned: the best precision
-                        # of the bars measured (0.0003-0.03) on both shipped models (README, "Proofreading")
+                        # of the bars measured (0.0003-0.03) on both shipped models (docs/proofreading.md)
 WINDOW_TOKENS = 160    # a long passage is read in windows of about this many tokens, each with its context
 _CHUNK = re.compile(r"\s*\w+(?:['’]\w+)*|\s*[^\w\s]+|\s+")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")

@@ -3,7 +3,7 @@
 int8 dynamic quantization replaces every ``nn.Linear`` with one whose
 weights are int8 and whose activations are quantized per batch; on a 2-core
 AVX-512 machine it makes a pass about 2.5x faster than float32 (see the
-README's performance table, which also gives its exact-match cost).  Each
+performance table in docs/performance.md, which also gives its exact-match cost).  Each
 mode is checked against what this build of torch and this CPU can do, and
 falls back to float32 with a logged reason rather than failing.
 """
