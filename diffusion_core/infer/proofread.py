@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 READINGS = ("visible", "masked")
 DEFAULT_READING = "masked"
 DEFAULT_BELOW = 0.0003  # a word this unlikely, with another guess preferred, is questioned: the best precision
-                        # of the bars measured (0.0003-0.03) on both shipped models (docs/proofreading.md)
+                        # of the bars measured (0.0003-0.03) on both models shipped then (docs/proofreading.md)
 WINDOW_TOKENS = 160    # a long passage is read in windows of about this many tokens, each with its context
 _CHUNK = re.compile(r"\s*\w+(?:['’]\w+)*|\s*[^\w\s]+|\s+")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
