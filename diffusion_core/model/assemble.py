@@ -17,7 +17,6 @@ DELTA_FILE = "delta.safetensors"
 
 def load_base(spec: BaseSpec, fetch: bool = True):
     """(NativeLlamaDenoiser with the base weights, its FastTokenizer, the base's GGUF SHA-256)."""
-    import torch
     from safetensors.torch import load_file
 
     from diffusion_core.model.tokenizer import FastTokenizer
@@ -29,8 +28,7 @@ def load_base(spec: BaseSpec, fetch: bool = True):
         ensure_base(spec)
     path = base_dir(spec)
     config = json.loads((path / "config.json").read_text())
-    with torch.device("meta"):  # no random init to throw away: the weights are the loaded tensors
-        model = NativeLlamaDenoiser(config)
+    model = NativeLlamaDenoiser(config)
     model.load_weights(load_file(str(path / "model.safetensors")))
     sha = json.loads((path / "diffill_base.json").read_text())["gguf_sha256"]
     return model, FastTokenizer(path), sha

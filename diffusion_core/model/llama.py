@@ -259,7 +259,7 @@ class NativeLlamaDenoiser(nn.Module):
         if missing or unexpected:
             raise ValueError(f"weights do not match this Llama shape (missing {missing[:3]}, unexpected "
                              f"{unexpected[:3]})")
-        self.load_state_dict(renamed, strict=True, assign=True)  # the loaded tensors become the weights: no copy
+        self.load_state_dict(renamed, strict=True)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Full logits (B, T, V) for every position (row i predicts token i)."""
