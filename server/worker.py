@@ -80,7 +80,9 @@ class InferenceWorker:
             self.on_status("loading", f"loading model {model or 'default'}")
             try:
                 loaded = load_model(model or None, threads=threads or None, precision=precision)
-                self.engine = InfillEngine(loaded)
+                engine = InfillEngine(loaded)
+                engine.fill("Diffill is", " ready.")  # one short fill pays the one-time costs before a user's does
+                self.engine = engine
                 self.model_error = None
             except Exception as exc:  # ModelLoadError, or anything a broken model dir raises
                 self.model_error = str(exc)
