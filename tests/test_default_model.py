@@ -76,6 +76,13 @@ def test_continue_writes_on_to_the_end_of_a_sentence(engine):
         assert WHOLE.search(text) and len(text.split()) >= 3 and "\n" not in text, text
 
 
+def test_continuing_code_after_a_docstring_does_not_repeat_the_def_line(engine):
+    """Seen by a user: continuing a function after its docstring wrote its ``def`` line again."""
+    prefix = "def mean(values):\n    \"\"\"Return the arithmetic mean of a list of numbers.\"\"\"\n"
+    text = engine.continue_text(prefix)[0].text
+    assert text.strip() and "def mean" not in text and '"""' not in text.lstrip()[:3], text
+
+
 def test_bridge_writes_whole_sentences_between_two_paragraphs(engine):
     """Seen by a user: a bridge between two paragraphs wrote ``\n morning``; it writes a sentence."""
     above = "We arrived at the cabin late in the evening, tired and hungry after the long drive.\n\n"

@@ -268,11 +268,11 @@ class InfillEngine:
         return bans
 
     def _openings(self, text: str | None) -> list[int]:
-        """The first token of ``text``'s first word, spelled as it would open a fill (with and without the
-        space before it)."""
-        word = (text or "").split()
+        """The first token of the first word of each line of ``text``, spelled as it would open a fill (with
+        and without the space before it)."""
         encode = lambda t: self.tokenizer(t, add_special_tokens=False).input_ids  # noqa: E731
-        return sorted({ids[0] for ids in (encode(word[0]), encode(" " + word[0])) if ids}) if word else []
+        words = [line.split()[0] for line in (text or "").splitlines() if line.split()]
+        return sorted({ids[0] for w in words for ids in (encode(w), encode(" " + w)) if ids})
 
     def _grow_sides(self, done: str, rest: list[str], ctx: int) -> tuple[list[int], list[int], list[int]]:
         """Token ids before and after the gap being grown: the text so far (fills included) up to it, and the
@@ -349,8 +349,11 @@ class InfillEngine:
                               None if inline is None else [inline], unlike, job)
 
     def continue_text(self, prefix: str, length: int | None = None, **kw) -> list[Fill]:
-        """Write on from the end of ``prefix`` (nothing after it) to the end of a sentence or line."""
-        return self.fill(prefix, "", length, job="continue", **kw)
+        """Write on from the end of ``prefix`` (nothing after it) to the end of a sentence or line.  On a new
+        line it never opens the way one of the last three lines does: continuing a function after its
+        docstring, the model wrote the ``def`` line again."""
+        lines = [line for line in prefix.splitlines() if line.strip()][-3:] if _at_line_start(prefix) else []
+        return self.fill(prefix, "", length, job="continue", unlike="\n".join(lines) or None, **kw)
 
     def bridge(self, above: str, below: str, length: int | None = None, **kw) -> list[Fill]:
         """Write a sentence or two that leads from ``above`` into ``below`` (interpolation).
