@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from diffusion_core.infer.canvas import before_gap, decode_fill, special_ids, window_ids
+from diffusion_core.infer.canvas import before_gap, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.engine import EngineSettings, Fill
 from diffusion_core.infer.joining import fit
 
@@ -26,7 +26,7 @@ class AutoregressiveBaseline:
     def __init__(self, model, tokenizer, settings: EngineSettings | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.settings = settings or EngineSettings()
-        self.start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.start = frame_ids(tokenizer)[0]
         # Control tokens are never text (as in the engine); the document's end token ends the fill instead.
         self.control = torch.tensor([i for i in special_ids(tokenizer) if i != self.start], dtype=torch.long)
 

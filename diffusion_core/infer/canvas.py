@@ -57,6 +57,13 @@ def before_gap(text: str) -> str:
     return text.rstrip(" \t")
 
 
+def frame_ids(tokenizer) -> tuple[int | None, int | None]:
+    """The ids that open and close a canvas: [CLS]/[SEP] for BERT-style tokenizers, BOS/EOS otherwise."""
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return start, end
+
+
 def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_tokens: int,
                  inner_tokens: int | None = None) -> Canvas:
     """Lay out ``pieces[0] gap0 pieces[1] gap1 ... pieces[-1]``; gap i has ``lengths[i]`` mask slots.
@@ -69,8 +76,7 @@ def build_canvas(tokenizer, pieces: list[str], lengths: list[int], context_token
         raise ValueError("need exactly one more text piece than gaps")
     if any(n < 1 for n in lengths):
         raise ValueError("every gap needs at least one slot")
-    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    cls, sep = frame_ids(tokenizer)
     ids: list[int] = [cls] if cls is not None else []
     known: list[bool] = [True] * len(ids)
     gaps, anchors = [], []

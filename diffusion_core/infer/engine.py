@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from diffusion_core.infer import proofread as proofreading
-from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, special_ids, window_ids
+from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.grow import GROW_WINDOW, grow
 from diffusion_core.infer.joining import breaks_line, fit, is_blank, opens_line, stays_in_line
 from diffusion_core.model.mlm_head import MaskedLMRunner
@@ -74,7 +74,8 @@ def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Pri
     """The one place a job maps to its length prior (issue 32).
 
     ``fill`` (the cursor, a gap marker): up to the ``max_tokens`` setting; the model says where it ends.
-    ``selection`` (a selection refilled): about the selection's length, up to twice it (at most 128).
+    ``selection`` (a selection refilled): about the selection's length, up to twice it (at most the longest
+    ``maxTokens`` allows).
     ``continue`` (nothing after the text): on to the end of a sentence or a line, at most 48 tokens, so a
     continuation is never cut mid-clause.  ``bridge`` (between two paragraphs): one or two whole sentences,
     at most 64 tokens.
@@ -82,7 +83,7 @@ def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Pri
     if job == "fill":
         return Prior(s.max_tokens)
     if job == "selection":
-        return Prior(min(128, max(2, 2 * selected_tokens)))
+        return Prior(min(BY_NAME["maxTokens"].bounds[1], max(2, 2 * selected_tokens)))
     if job == "continue":
         return Prior(max(s.max_tokens, 48), whole=True)
     if job == "bridge":
@@ -153,9 +154,6 @@ class InfillEngine:
         # Leave room for the slots and special tokens inside the model's position limit.
         room = (self.max_positions - 2 - slots * n_gaps) // 2
         return max(0, min(s.context_tokens, room))
-
-    def _text_of(self, ids: list[int], anchor: list[int]) -> str:
-        return decode_fill(self.tokenizer, anchor, ids)
 
     def _token_tests(self, vocab: int) -> _TokenTests:
         if self._tests is None or len(self._tests.breaks) != vocab:
@@ -253,7 +251,8 @@ class InfillEngine:
                              self._sampler(s, max(lengths)), on_step)
         texts, logp = [], []
         for g, ((a, b), anchor) in enumerate(zip(canvas.gaps, canvas.anchors)):
-            texts.append(fit(pieces[g], self._text_of(result.ids[0, a:b].tolist(), anchor), pieces[g + 1]))
+            text = decode_fill(self.tokenizer, anchor, result.ids[0, a:b].tolist())
+            texts.append(fit(pieces[g], text, pieces[g + 1]))
             logp += result.confidence[0, a:b].clamp_min(1e-9).log().tolist()
         return Fill("".join(texts), sum(logp) / len(logp), len(logp), result.passes, texts)
 
@@ -280,8 +279,7 @@ class InfillEngine:
         gap beyond that window is not shown at all, so gaps far apart are filled as each would be alone.  Also the
         anchor: the known tokens just before the gap (for decoding the fill's spacing exactly)."""
         tok = self.tokenizer
-        cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
-        sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        cls, sep = frame_ids(tok)
         left = window_ids(tok, before_gap(done), ctx, "tail")
         after: list[int] = []
         for k, piece in enumerate(rest):
@@ -302,7 +300,7 @@ class InfillEngine:
         done, texts, passes, logps = pieces[0], [], 0, []
         for g in range(len(pieces) - 1):
             with self._lock:
-                before, after, anchor = self._grow_sides(done, pieces[g + 1:], self._context(s, s.max_tokens, 1))
+                before, after, anchor = self._grow_sides(done, pieces[g + 1:], self._context(s, prior.max_tokens, 1))
                 # The gap ends where the model writes the null token or the text after the gap (its first
                 # token); a model without a null token, before the end of the text, has only the end token.
                 ends = [self.null_id] if self.null_id is not None else []
@@ -321,16 +319,16 @@ class InfillEngine:
                 may_end = (lambda written: bool(WHOLE.search(self.tokenizer.decode(written)))) if prior.whole else None
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
                              ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end)
-            fills, broken = [], []
+            fills, blank = [], []
             seen: set[str] = set()
             for length in grown.best(len(grown.claims)):
-                text = fit(done, self._text_of(grown.tokens[:length], anchor), pieces[g + 1])
+                text = fit(done, decode_fill(self.tokenizer, anchor, grown.tokens[:length]), pieces[g + 1])
                 if text in seen:  # two cuts can read the same once fitted (trailing spaces): one candidate
                     continue
                 seen.add(text)
-                # a cut inside a character's bytes (or before any text) is a last resort
-                (broken if "\ufffd" in text or not text.strip() else fills).append((text, length))
-            ranked = (fills + broken)[:keep]
+                # a cut that shows nothing (a lone byte of a character decodes to nothing) is a last resort
+                (fills if text.strip() else blank).append((text, length))
+            ranked = (fills + blank)[:keep]
             passes += grown.passes
             if len(pieces) == 2:
                 return [Fill(text, sum(grown.logp[:n]) / n, n, passes, [text]) for text, n in ranked]
@@ -406,7 +404,7 @@ class InfillEngine:
             known[a + worst] = False
             cfg = self._sampler(s, n_remask)
             result = denoise(self._forward, ids[None], known[None], tok.mask_token_id, cfg, on_step)
-        text = self._text_of(result.ids[0, a:b].tolist(), canvas.anchors[0])
+        text = decode_fill(self.tokenizer, canvas.anchors[0], result.ids[0, a:b].tolist())
         text = fit(prefix, text, suffix)
         conf = result.confidence[0, a + worst].clamp_min(1e-9).log().mean().item()
         return Fill(text, conf, n_remask, 1 + result.passes, [text])

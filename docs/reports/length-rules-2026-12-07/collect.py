@@ -39,7 +39,7 @@ for n, line in enumerate(open(sys.argv[1])):
     fills = engine.fill(it["prefix"], it["suffix"], candidates=MAX, settings=s)
     g = seen["grown"]
     before, after, anchor = engine._grow_sides(it["prefix"], [it["suffix"]], engine._context(s, MAX, 1))
-    texts = {L: E.fit(it["prefix"], engine._text_of(g.tokens[:L], anchor), it["suffix"]) for L in g.claims}
+    texts = {L: E.fit(it["prefix"], E.decode_fill(engine.tokenizer, anchor, g.tokens[:L]), it["suffix"]) for L in g.claims}
     out.write(json.dumps({"id": it["id"], "kind": it["kind"], "answer": it["answer"], "logp": g.logp,
                           "claims": {str(k): v for k, v in g.claims.items()}, "tops": seen["tops"],
                           "texts": {str(k): v for k, v in texts.items()}}) + "\n")
