@@ -245,6 +245,7 @@ def test_each_job_has_its_length_prior():
     priors = {job: length_prior(job, s, selected_tokens=5) for job in JOBS}
     assert priors["fill"].max_tokens == 16 and not priors["fill"].whole
     assert priors["selection"].max_tokens == 10 and not priors["selection"].whole   # about the selection
+    assert priors["selection"].min_tokens == 4 and priors["fill"].min_tokens == 1
     assert priors["continue"].whole and priors["continue"].max_tokens >= 48          # to a sentence's end
     assert priors["bridge"].whole and priors["bridge"].max_tokens > priors["continue"].max_tokens
     with pytest.raises(ValueError, match="unknown job"):
@@ -267,3 +268,11 @@ def test_grow_ends_only_where_the_job_may_end_when_it_gets_there():
                  may_end=lambda written: False)
     assert never.best() == [1]                            # no length may end: the best of the others
 
+
+
+def test_a_refilled_selection_is_about_as_long_as_the_selection(engine):
+    """A selection refilled gets at least three quarters of its tokens back (the model alone cuts short)."""
+    selected = "the quick brown fox jumps over the lazy dog"
+    n = len(engine.tokenizer(selected, add_special_tokens=False).input_ids)
+    fill = engine.fill("Every morning ", " and runs away.", unlike=selected)[0]
+    assert round(0.75 * n) <= fill.tokens <= 2 * n, (fill.text, fill.tokens, n)

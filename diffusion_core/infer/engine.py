@@ -68,14 +68,17 @@ class Prior:
     """How long a job's fill may run and where it may end."""
     max_tokens: int
     whole: bool = False    # end only where a sentence or a line ends (when the fill reaches one)
+    min_tokens: int = 1    # end no sooner (when the fill reaches it)
 
 
 def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Prior:
     """The one place a job maps to its length prior (issue 32).
 
     ``fill`` (the cursor, a gap marker): up to the ``max_tokens`` setting; the model says where it ends.
-    ``selection`` (a selection refilled): about the selection's length, up to twice it (at most the longest
-    ``maxTokens`` allows).
+    ``selection`` (a selection refilled): about the selection's length: at least three quarters of it, up to
+    twice it (at most the longest ``maxTokens`` allows).  Measured on dev gaps refilled as selections (their
+    answers' token counts known, 2026-12-07): the floor lifts similarity on 4-10-word prose gaps 23.9 -> 37.7 %
+    (fill / answer 0.14 -> 0.78) and on 1-3-word ones 52.2 -> 54.3 %; code line tails 46.4 -> 46.8 %.
     ``continue`` (nothing after the text): on to the end of a sentence or a line, at most 48 tokens, so a
     continuation is never cut mid-clause.  ``bridge`` (between two paragraphs): one or two whole sentences,
     at most 64 tokens.
@@ -83,7 +86,8 @@ def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Pri
     if job == "fill":
         return Prior(s.max_tokens)
     if job == "selection":
-        return Prior(min(BY_NAME["maxTokens"].bounds[1], max(2, 2 * selected_tokens)))
+        return Prior(min(BY_NAME["maxTokens"].bounds[1], max(2, 2 * selected_tokens)),
+                     min_tokens=max(1, round(0.75 * selected_tokens)))
     if job == "continue":
         return Prior(max(s.max_tokens, 48), whole=True)
     if job == "bridge":
@@ -316,7 +320,9 @@ class InfillEngine:
                                     self._openings(unlike) if g == 0 else [])
                 sure = s.threshold if s.strategy == "diffusion" else None
                 # the end tokens mean the end: a fill never writes them
-                may_end = (lambda written: bool(WHOLE.search(self.tokenizer.decode(written)))) if prior.whole else None
+                may_end = None if not prior.whole and prior.min_tokens <= 1 else (
+                    lambda written: len(written) >= prior.min_tokens
+                    and (not prior.whole or bool(WHOLE.search(self.tokenizer.decode(written)))))
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
                              ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end)
             fills, blank = [], []
