@@ -147,7 +147,7 @@ def _input_to_edit(args, command: str, in_place_conflict: bool, in_place_needs: 
 
 
 def cmd_fill(args) -> int:
-    from diffusion_core.infer.markers import compile_marker, join_fills, split_gaps
+    from diffusion_core.infer.markers import compile_marker, hinted_size, join_fills, split_gaps
     text = _input_to_edit(args, "fill", args.json or args.candidates != 1, "one candidate and no --json")
     if text is None:
         return 2
@@ -157,7 +157,8 @@ def cmd_fill(args) -> int:
         return 2
     engine = _engine(args)
     lengths = [args.length] * len(spans) if args.length is not None else None
-    fills = engine.fill_gaps(pieces, lengths, candidates=args.candidates)
+    fills = engine.fill_gaps(pieces, lengths, candidates=args.candidates,
+                             sizes=[hinted_size(text[a:b]) for a, b in spans])
     if args.in_place:
         try:
             write_atomically(args.file, join_fills(pieces, fills[0].texts))

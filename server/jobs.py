@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from diffusion_core.infer.engine import EngineSettings
-from diffusion_core.infer.markers import compile_marker, split_gaps
+from diffusion_core.infer.markers import compile_marker, hinted_size, split_gaps
 from diffusion_core.infer.joining import stays_in_line
 
 from .config import Settings
@@ -68,7 +68,8 @@ def plan_job(job: str, source: str, start: int, end: int, s: Settings) -> Plan |
         pieces.append(source[spans[-1][1]:spans[-1][1] + s.contextChars])
 
         def run(engine, on_step):
-            fill = engine.fill_gaps(pieces, on_step=on_step, settings=es)[0]
+            fill = engine.fill_gaps(pieces, on_step=on_step, settings=es,
+                                    sizes=[hinted_size(source[a:b]) for a, b in spans])[0]
             return [Replacement(a, b, t) for (a, b), t in zip(spans, fill.texts)]
         return Plan(job, run)
     ctx = around(source, start, end, s.contextChars)

@@ -242,10 +242,10 @@ def test_grow_continues_text_with_nothing_after_it(engine):
 def test_each_job_has_its_length_prior():
     from diffusion_core.infer.engine import JOBS, length_prior
     s = EngineSettings(max_tokens=16)
-    priors = {job: length_prior(job, s, selected_tokens=5) for job in JOBS}
+    priors = {job: length_prior(job, s, size_tokens=5) for job in JOBS}
     assert priors["fill"].max_tokens == 16 and not priors["fill"].whole
-    assert priors["selection"].max_tokens == 10 and not priors["selection"].whole   # about the selection
-    assert priors["selection"].min_tokens == 4 and priors["fill"].min_tokens == 1
+    assert priors["sized"].max_tokens == 10 and not priors["sized"].whole   # about the size the user showed
+    assert priors["sized"].min_tokens == 4 and priors["fill"].min_tokens == 1
     assert priors["continue"].whole and priors["continue"].max_tokens >= 48          # to a sentence's end
     assert priors["bridge"].whole and priors["bridge"].max_tokens > priors["continue"].max_tokens
     with pytest.raises(ValueError, match="unknown job"):
@@ -276,3 +276,24 @@ def test_a_refilled_selection_is_about_as_long_as_the_selection(engine):
     n = len(engine.tokenizer(selected, add_special_tokens=False).input_ids)
     fill = engine.fill("Every morning ", " and runs away.", unlike=selected)[0]
     assert round(0.75 * n) <= fill.tokens <= 2 * n, (fill.text, fill.tokens, n)
+
+
+def test_a_long_blank_asks_for_about_as_many_characters(engine):
+    """A run of underscores sized by the writer: the fill has at least three quarters of the tokens those
+    characters are in the text around it; a three-underscore blank leaves the length to the model."""
+    from diffusion_core.infer.markers import compile_marker, hinted_size, split_gaps
+    text = "The report was late because " + "_" * 40 + " and nobody had checked the figures before the meeting."
+    pieces, spans = split_gaps(text, compile_marker(None))
+    sizes = [hinted_size(text[a:b]) for a, b in spans]
+    assert sizes == [40]
+    wanted = engine._tokens_for(40, pieces[0][-200:] + pieces[1][:200])
+    fill = engine.fill_gaps(pieces, sizes=sizes)[0]
+    assert fill.tokens >= round(0.75 * wanted) >= 5, (fill.text, fill.tokens, wanted)
+    with pytest.raises(ValueError, match="one size"):
+        engine.fill_gaps(pieces, sizes=[40, None])
+
+
+def test_only_a_long_run_of_underscores_hints_a_size():
+    from diffusion_core.infer.markers import hinted_size
+    assert hinted_size("____") == 4 and hinted_size("_" * 30) == 30
+    assert hinted_size("___") is None and hinted_size("[MASK]") is None and hinted_size("__x__") is None

@@ -37,7 +37,7 @@ from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
-JOBS = ("fill", "selection", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
+JOBS = ("fill", "sized", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
 # a fill that ends a sentence (its closing quote or bracket may follow) or a line
 WHOLE = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*|\n)[ \t]*$")
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
@@ -71,23 +71,25 @@ class Prior:
     min_tokens: int = 1    # end no sooner (when the fill reaches it)
 
 
-def length_prior(job: str, s: "EngineSettings", selected_tokens: int = 0) -> Prior:
+def length_prior(job: str, s: "EngineSettings", size_tokens: int = 0) -> Prior:
     """The one place a job maps to its length prior (issue 32).
 
-    ``fill`` (the cursor, a gap marker): up to the ``max_tokens`` setting; the model says where it ends.
-    ``selection`` (a selection refilled): about the selection's length: at least three quarters of it, up to
-    twice it (at most the longest ``maxTokens`` allows).  Measured on dev gaps refilled as selections (their
-    answers' token counts known, 2026-12-07): the floor lifts similarity on 4-10-word prose gaps 23.9 -> 37.7 %
-    (fill / answer 0.14 -> 0.78) and on 1-3-word ones 52.2 -> 54.3 %; code line tails 46.4 -> 46.8 %.
+    ``fill`` (the cursor, ``[MASK]``, ``___``): up to the ``max_tokens`` setting; the model says where it ends
+    (it cannot tell a one-word gap from a phrase: docs/experiments.md, "Length decision rules").
+    ``sized`` (a gap whose size the user showed, ``size_tokens``: a selection refilled, a long blank
+    ``________``): at least three quarters of that, up to twice it (at most the longest ``maxTokens``
+    allows).  Measured on the dev gaps with their answers' token counts as the size (2026-12-07): similarity
+    on 4-10-word prose gaps 23.9 -> 37.7 % (fill / answer 0.14 -> 0.78), on 1-3-word ones 52.2 -> 54.3 %, on
+    code line tails 46.4 -> 46.8 %; with the size in characters off by up to 2x, 37.1, 51.8 and 44.5 %.
     ``continue`` (nothing after the text): on to the end of a sentence or a line, at most 48 tokens, so a
     continuation is never cut mid-clause.  ``bridge`` (between two paragraphs): one or two whole sentences,
     at most 64 tokens.
     """
     if job == "fill":
         return Prior(s.max_tokens)
-    if job == "selection":
-        return Prior(min(BY_NAME["maxTokens"].bounds[1], max(2, 2 * selected_tokens)),
-                     min_tokens=max(1, round(0.75 * selected_tokens)))
+    if job == "sized":
+        return Prior(min(BY_NAME["maxTokens"].bounds[1], max(2, 2 * size_tokens)),
+                     min_tokens=max(1, round(0.75 * size_tokens)))
     if job == "continue":
         return Prior(max(s.max_tokens, 48), whole=True)
     if job == "bridge":
@@ -214,15 +216,16 @@ class InfillEngine:
     def fill_gaps(self, pieces: list[str], lengths: list[int] | None = None, candidates: int = 1,
                   on_step: Callable | None = None, settings: EngineSettings | None = None,
                   inline: Sequence[bool] | None = None, unlike: str | None = None,
-                  job: str = "fill") -> list[Fill]:
+                  job: str = "fill", sizes: Sequence[int | None] | None = None) -> list[Fill]:
         """Fill the gaps between ``pieces``; ``lengths`` (tokens per gap) or None to let the model choose.
 
         Fills join the text as ``joining.py`` says: ``inline`` (per gap; default: whether text follows the gap
         on its line) keeps a gap's fill within its line, and every text is fitted to its sides.  Returns up
         to ``candidates`` fills, best first (one gap of unknown length: grow's best cuts; otherwise one);
         ``Fill.texts`` holds one text per gap.  ``unlike``: text the first gap's fill must not open as (a
-        selection being refilled: the user wants other text), for gaps of unknown length.  ``job`` sets how
-        long a fill of unknown length may be and where it may end (``length_prior``).
+        selection being refilled: the user wants other text, and about as much of it).  ``job`` sets how
+        long a fill of unknown length may be and where it may end (``length_prior``); ``sizes``: per gap, the
+        characters the user asked for (a long blank, ``markers.hinted_size``), or None.
         """
         s = settings or self.settings
         n_gaps = len(pieces) - 1
@@ -232,9 +235,17 @@ class InfillEngine:
         if len(inline) != n_gaps:
             raise ValueError(f"inline: one flag per gap ({n_gaps}), not {len(inline)}")
         if lengths is None:
-            selected = len(self.tokenizer(unlike, add_special_tokens=False).input_ids) if unlike else 0
-            prior = length_prior("selection" if unlike and job == "fill" else job, s, selected)
-            return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike, prior)
+            sizes = [None] * n_gaps if sizes is None else list(sizes)
+            if len(sizes) != n_gaps:
+                raise ValueError(f"sizes: one size (or None) per gap ({n_gaps}), not {len(sizes)}")
+            if unlike and job == "fill":
+                selected = len(self.tokenizer(unlike, add_special_tokens=False).input_ids)
+                priors = [length_prior("sized", s, selected)] + [length_prior(job, s)] * (n_gaps - 1)
+            else:
+                priors = [length_prior(job, s) if size is None else
+                          length_prior("sized", s, self._tokens_for(size, pieces[g][-200:] + pieces[g + 1][:200]))
+                          for g, size in enumerate(sizes)]
+            return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike, priors)
         if len(lengths) != n_gaps or min(lengths) < 1:
             raise ValueError(f"lengths: one length >= 1 per gap ({n_gaps})")
         return [self._denoise_gaps(pieces, list(lengths), on_step, s, inline)]
@@ -270,6 +281,13 @@ class InfillEngine:
             bans[a] |= self._first_slot_ban(vocab, _at_line_start(pieces[g]))
         return bans
 
+    def _tokens_for(self, chars: int, around: str) -> int:
+        """About how many tokens ``chars`` characters are, as the text ``around`` a gap spells them (code and
+        prose differ: about 3 and 4.5 characters a token), or 4 characters a token with little text."""
+        per_char = len(self.tokenizer(around, add_special_tokens=False).input_ids) / len(around) \
+            if len(around) >= 40 else 0.25
+        return max(1, round(chars * per_char))
+
     def _openings(self, text: str | None) -> list[int]:
         """The first token of the first word of each line of ``text``, spelled as it would open a fill (with
         and without the space before it)."""
@@ -297,12 +315,12 @@ class InfillEngine:
         return before, after + ([sep] if sep is not None else []), left[-4:]
 
     def _grow_gaps(self, pieces: list[str], candidates: int, on_step, s: EngineSettings,
-                   inline: Sequence[bool], unlike: str | None, prior: Prior) -> list[Fill]:
-        """Gaps of unknown length by grow, one after another from the left (each sees the fills before it);
-        with one gap, the ``candidates`` best-claimed cuts."""
+                   inline: Sequence[bool], unlike: str | None, priors: list[Prior]) -> list[Fill]:
+        """Gaps of unknown length by grow, one after another from the left (each sees the fills before it),
+        each as its prior says; with one gap, the ``candidates`` best-claimed cuts."""
         keep = max(1, candidates) if len(pieces) == 2 else 1
         done, texts, passes, logps = pieces[0], [], 0, []
-        for g in range(len(pieces) - 1):
+        for g, prior in enumerate(priors):
             with self._lock:
                 before, after, anchor = self._grow_sides(done, pieces[g + 1:], self._context(s, prior.max_tokens, 1))
                 # The gap ends where the model writes the null token or the text after the gap (its first
