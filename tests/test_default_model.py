@@ -92,6 +92,17 @@ def test_bridge_writes_whole_sentences_between_two_paragraphs(engine):
     assert "\n" not in text
 
 
+def test_a_sized_blank_gets_several_words_and_no_sentence_end_before_the_text_goes_on(engine):
+    """Seen by a user: a long blank filled ``watch the sea. and to see``.  A blank of 20 underscores asks for
+    about 20 characters, and a fill never ends a sentence that the text after it goes on with."""
+    from diffusion_core.infer.markers import compile_marker, hinted_size, split_gaps
+    text = "After the storm had passed, the villagers walked down to the beach to " + "_" * 20 + \
+        " and to see what the sea had left behind."
+    pieces, spans = split_gaps(text, compile_marker(None))
+    fill = engine.fill_gaps(pieces, sizes=[hinted_size(text[a:b]) for a, b in spans])[0].text
+    assert len(fill.split()) >= 3 and not fill.rstrip().endswith((".", "!", "?")), fill
+
+
 def test_main_job_fills_the_example_on_the_shipped_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", str(ROOT / "examples" / "gaps.txt")],
                        capture_output=True, text=True, timeout=300)

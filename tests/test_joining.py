@@ -158,3 +158,11 @@ def test_a_rewrite_at_the_start_of_the_text_opens_without_a_space(pushed):
     engine = pushed(lambda t: t[:1] == " " and t.strip().isalpha())   # every likely token opens with a space
     fill = engine.rewrite("", "The", " quick brown fox.", strength=1.0)
     assert fill.text.strip() and not fill.text.startswith(" ")
+
+
+
+def test_a_sentence_end_before_a_lower_case_word_ends_too_early():
+    from diffusion_core.infer.joining import ends_sentence_early
+    assert ends_sentence_early("watch the sea.", " and to see") and ends_sentence_early('it.")', " said he")
+    assert not ends_sentence_early("watch the sea.", " The next day") and not ends_sentence_early("sea", " and")
+    assert not ends_sentence_early("the end.", "") and not ends_sentence_early("x.", "\nnext line")

@@ -27,7 +27,7 @@ import torch
 from diffusion_core.infer import proofread as proofreading
 from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.grow import GROW_WINDOW, grow
-from diffusion_core.infer.joining import breaks_line, fit, is_blank, opens_line, stays_in_line
+from diffusion_core.infer.joining import breaks_line, ends_sentence_early, fit, is_blank, opens_line, stays_in_line
 from diffusion_core.model.mlm_head import MaskedLMRunner
 from diffusion_core.model.context_cache import ContextCache
 from diffusion_core.model.llama import NativeLlamaDenoiser
@@ -281,6 +281,15 @@ class InfillEngine:
             bans[a] |= self._first_slot_ban(vocab, _at_line_start(pieces[g]))
         return bans
 
+    def _may_end(self, prior: Prior, after: str) -> Callable[[list[int]], bool]:
+        """Where a fill may end: no sooner than its prior's ``min_tokens``, at a sentence's or line's end if the
+        prior wants whole ones, and never with a sentence's end that the text ``after`` it goes on with."""
+        def may_end(written: list[int]) -> bool:
+            text = self.tokenizer.decode(written)
+            return len(written) >= prior.min_tokens and not (prior.whole and not WHOLE.search(text)) \
+                and not ends_sentence_early(text, after)
+        return may_end
+
     def _tokens_for(self, chars: int, around: str) -> int:
         """About how many tokens ``chars`` characters are, as the text ``around`` a gap spells them (code and
         prose differ: about 3 and 4.5 characters a token), or 4 characters a token with little text."""
@@ -338,9 +347,7 @@ class InfillEngine:
                                     self._openings(unlike) if g == 0 else [])
                 sure = s.threshold if s.strategy == "diffusion" else None
                 # the end tokens mean the end: a fill never writes them
-                may_end = None if not prior.whole and prior.min_tokens <= 1 else (
-                    lambda written: len(written) >= prior.min_tokens
-                    and (not prior.whole or bool(WHOLE.search(self.tokenizer.decode(written)))))
+                may_end = self._may_end(prior, pieces[g + 1])
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
                              ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end)
             fills, blank = [], []

@@ -23,6 +23,10 @@ they meet, the fill must read as if typed too:
   shows nothing on its own: such a fill cannot begin with that character.  The
   shipped model knows English text and code, where this costs next to
   nothing; a lone byte would insert nothing at all.)
+* sentences: a fill never ends with a sentence's end when the text after it goes
+  on in lower case (``ends_sentence_early``: ``watch the sea. and to see``); the
+  engine cuts it elsewhere (dev split: exact match 19.33 % either way,
+  similarity 45.58 -> 45.73).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import re
 
 SPACE = " \t"                                   # horizontal whitespace
 LINE_BREAK = re.compile(r"\r\n|\r|\n")          # the LSP's line ends
+SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*[ \t]*$")  # its closing quote or bracket may follow
 
 
 def _wordy(ch: str) -> bool:
@@ -57,6 +62,12 @@ def is_blank(token_text: str) -> bool:
 def opens_line(token_text: str) -> bool:
     """A token that starts with a line break (after any spaces): as a fill's first token, a stray break."""
     return bool(LINE_BREAK.match(token_text.lstrip(SPACE)))
+
+
+def ends_sentence_early(fill: str, after: str) -> bool:
+    """Whether ``fill`` ends a sentence that the text after it goes on with (a lower-case word next on its
+    line): ``walked down to the beach to watch the sea. and to see what the sea had left``."""
+    return bool(SENTENCE_END.search(fill)) and after.lstrip(SPACE)[:1].islower()
 
 
 def fit(before: str, fill: str, after: str) -> str:
