@@ -110,8 +110,9 @@ def test_fill_gaps_edits_land_exactly_on_the_gaps(data, encoding, context):
     text = pieces[0] + "".join(m + p for m, p in zip(markers, pieces[1:]))
 
     class Engine:  # what the model writes does not matter here, only where it goes
-        def fill_gaps(self, got_pieces, on_step=None, settings=None):
+        def fill_gaps(self, got_pieces, on_step=None, settings=None, sizes=None):
             assert len(got_pieces) == n + 1
+            assert sizes == [6 if m == "______" else None for m in markers]   # a long blank's size goes along
             return [pytypes.SimpleNamespace(texts=fills)]
     plan = plan_job("fillGaps", text, 0, 0, Settings(contextChars=context))
     replacements = plan.run(Engine(), None)
