@@ -26,6 +26,9 @@ CHECKED = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")  # words proofreading judges: 
 def cost(w: str, c: str, costs: dict[str, float] = COSTS) -> float:
     """-log P(w | c): the cheapest way to type ``w`` meaning ``c`` (case ignored), as a sum of operations."""
     w, c = w.lower(), c.lower()
+    op = _one_op(w, c)
+    if op is not None:    # most pairs are one operation apart: no table to fill
+        return costs[op]
     n, m = len(c), len(w)
     d = [[0.0] * (m + 1) for _ in range(n + 1)]   # d[i][j]: cost of typing w[:j] for c[:i]
     for i in range(1, n + 1):
@@ -40,6 +43,21 @@ def cost(w: str, c: str, costs: dict[str, float] = COSTS) -> float:
                 best = min(best, d[i - 2][j - 2] + costs["transpose"])
             d[i][j] = best
     return d[n][m]
+
+
+def _one_op(w: str, c: str) -> str | None:
+    """The operation that turns ``c`` into ``w`` when exactly one does (else None)."""
+    i = next((i for i, (a, b) in enumerate(zip(w, c)) if a != b), min(len(w), len(c)))
+    if len(w) == len(c) + 1 and w[i + 1:] == c[i:]:
+        return "double" if w[i] in (w[i - 1:i] + w[i + 1:i + 2]) else "insert"
+    if len(c) == len(w) + 1 and c[i + 1:] == w[i:]:
+        return "undouble" if c[i] in (c[i - 1:i] + c[i + 1:i + 2]) else "delete"
+    if len(w) == len(c) and i < len(w):
+        if w[i + 1:] == c[i + 1:]:
+            return "substitute"
+        if w[i + 2:] == c[i + 2:] and w[i:i + 2] == c[i + 1] + c[i] and w[i] != w[i + 1:i + 2]:
+            return "transpose"
+    return None
 
 
 def _delete(c: str, i: int, costs) -> float:
@@ -99,7 +117,7 @@ def candidates(word: str, words: dict[str, int], document: dict[str, str]) -> li
 
 
 UNIT = dict.fromkeys(COSTS, 1.0)
-MAX_EXACT = 6          # a word of several tokens: at most this many candidates scored exactly (the cheapest slips)
+MAX_EXACT = 4          # a word of several tokens: at most this many candidates scored exactly (the cheapest slips)
 
 
 def edits(w: str, c: str) -> int:

@@ -37,7 +37,7 @@ from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
-PROOFREAD_CONTEXT = 32  # tokens of context on each side when a word or candidate of several tokens is scored
+PROOFREAD_CONTEXT = 16  # tokens of context on each side when a word or candidate of several tokens is scored
 JOBS = ("fill", "selection", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
 # a fill that ends a sentence (its closing quote or bracket may follow) or a line
 WHOLE = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*|\n)[ \t]*$")
@@ -432,7 +432,7 @@ class InfillEngine:
             def judge(judged: list[int]) -> dict[int, tuple[str, float]]:
                 before = prefix + proofreading.apply(passage[:lo], [c for c in changes if c.end <= lo])
                 return self._judge(before, passage[hi:] + suffix, [texts[i] for i in group],
-                                   [token_ids[i] for i in group], judged, document, s)
+                                   [token_ids[i] for i in group], judged, document, margin, s)
             verdicts, passes = judge([k for k, i in enumerate(group) if pieces[i].word]), passes + 2
             if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
                 on_step(n + 1, len(groups), None)
@@ -457,7 +457,7 @@ class InfillEngine:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def _judge(self, before: str, after: str, texts: list[str], chunk_ids: list[list[int]], judged: list[int],
-               document: dict[str, str], s: EngineSettings) -> dict[int, tuple[str, float]]:
+               document: dict[str, str], margin: float, s: EngineSettings) -> dict[int, tuple[str, float]]:
         """For each chunk of a window ``judged`` that has a candidate: (its best correction, the correction's
         score minus the word's), the words hidden in one batched pass and the words or candidates of several
         tokens scored exactly in one more."""
@@ -472,19 +472,26 @@ class InfillEngine:
                         and channel.checked(g) and channel.edits(word, g) <= channel.GUESS_EDITS]
             if not options:
                 continue
-            if len(chunk_ids[k]) > 1:   # several tokens: scored exactly below
-                exact.append((k, space, word, options[:channel.MAX_EXACT]))
-                continue
-            ids = {c: self._encode(space + c) for c in options}
-            scores = {c: logp[0, i[0]].item() for c, i in ids.items() if len(i) == 1}
-            verdicts[k] = _best(word, logp[0, chunk_ids[k][0]].item(), scores)
+            # A candidate that differs from the word in one slot is read off the hidden reading (exact for a
+            # word of one token; "\nWord" is a line break and a word); the others are scored exactly below.
+            own, ids = chunk_ids[k], {c: self._encode(space + c) for c in options}
+            slot = {c: _one_slot(own, i) for c, i in ids.items()}
+            scores = {c: logp[j, ids[c][j]].item() - logp[j, own[j]].item() for c, j in slot.items() if j is not None}
+            # No candidate can beat a word already likelier than e^-(cheapest slip + margin): those are not scored
+            # exactly (read hidden, slot by slot, a word of several tokens looks no likelier than it is).
+            likely = logp.gather(-1, torch.tensor(own)[:, None]).sum().item() > -(min(channel.COSTS.values()) + margin)
+            rest = [] if likely else [c for c in options if slot[c] is None][:channel.MAX_EXACT]
+            if rest:
+                exact.append((k, space, word, rest, scores))
+            elif scores:
+                verdicts[k] = _best(word, 0.0, scores)
         if exact:
             rows = [("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after]), space + c)
-                    for k, space, word, options in exact for c in [word, *options]]
-            scores = iter(self._chain_scores(rows, s))
-            for k, space, word, options in exact:
-                own = next(scores)
-                verdicts[k] = _best(word, own, {c: next(scores) for c in options})
+                    for k, space, word, options, _ in exact for c in [word, *options]]
+            chain = iter(self._chain_scores(rows, s))
+            for k, space, word, options, scores in exact:
+                own = next(chain)
+                verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
         return {k: v for k, v in verdicts.items() if v is not None}
 
     def _guesses(self, space: str, logp: torch.Tensor, width: int = 4) -> list[str]:
@@ -564,6 +571,14 @@ class InfillEngine:
             for r, v in enumerate(got.tolist()):
                 scores[owner[lo + r]] += v
         return scores
+
+
+def _one_slot(own: list[int], ids: list[int]) -> int | None:
+    """The one slot where ``ids`` differs from ``own`` (same length), else None."""
+    if len(ids) != len(own):
+        return None
+    differ = [j for j, (a, b) in enumerate(zip(own, ids)) if a != b]
+    return differ[0] if len(differ) == 1 else None
 
 
 def _best(word: str, own: float, scores: dict[str, float]) -> tuple[str, float] | None:
