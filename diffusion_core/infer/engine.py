@@ -468,8 +468,9 @@ class InfillEngine:
             if not channel.checked(word):
                 continue
             options = channel.candidates(word, channel.lexicon(), document)
-            options += [g for g in self._guesses(space, logp) if g not in options and g != word
-                        and channel.checked(g) and channel.edits(word, g) <= channel.GUESS_EDITS]
+            guesses = [channel.cased(g, word) for g in self._guesses(space, logp) if channel.checked(g)]
+            options += [g for g in guesses if g not in options and g.lower() != word.lower()  # words, not case
+                        and channel.edits(word, g) <= channel.GUESS_EDITS]
             if not options:
                 continue
             # A candidate that differs from the word in one slot is read off the hidden reading (exact for a
