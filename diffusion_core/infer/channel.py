@@ -16,7 +16,7 @@ from functools import lru_cache
 
 # -log P(w | c) per operation (nats), fitted on the calibration split.  A repeated letter doubled or
 # undoubled, and two neighbours swapped, are the cheapest slips; a letter replaced the dearest.
-COSTS = {"substitute": 5.0, "insert": 4.5, "delete": 4.5, "transpose": 3.5, "double": 3.0, "undouble": 3.0}
+COSTS = {"substitute": 3.5, "insert": 4.0, "delete": 4.0, "transpose": 3.5, "double": 3.0, "undouble": 3.0}
 GUESS_EDITS = 2        # the model's own guesses are candidates up to this many edits from the word
 MIN_COUNT = 100        # the word list's words seen at least this often (the rest is mostly noise)
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
