@@ -57,8 +57,10 @@ PLANTED = [  # (a paragraph with slips a writer makes, the paragraph meant): eve
      "books at a time and keep them for three weeks."),
     ("Please recieve the package before Friday. We will send an email when it arives at the front desk.",
      "Please receive the package before Friday. We will send an email when it arrives at the front desk."),
-    ("Their are three ways to install the tool, and each one takes less then a minute.",
+    ("There are three ways to install the tool, and each one takes less then a minut.",
      "There are three ways to install the tool, and each one takes less than a minute."),
+    ("The function returns a list of strings, one for each line of the file, whithout the line breaks.",
+     "The function returns a list of strings, one for each line of the file, without the line breaks."),
 ]
 
 
