@@ -433,7 +433,8 @@ class InfillEngine:
                 before = prefix + proofreading.apply(passage[:lo], [c for c in changes if c.end <= lo])
                 return self._judge(before, passage[hi:] + suffix, [texts[i] for i in group],
                                    [token_ids[i] for i in group], judged, document, margin, s)
-            verdicts, passes = judge([k for k, i in enumerate(group) if pieces[i].word]), passes + 2
+            judged = [k for k, i in enumerate(group) if pieces[i].word and channel.checked(texts[i].lstrip())]
+            verdicts, passes = judge(judged), passes + 2
             if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
                 on_step(n + 1, len(groups), None)
             for k, i in enumerate(group):
@@ -444,12 +445,14 @@ class InfillEngine:
                 changes.append(proofreading.Change(at, pieces[i].end, passage[at:pieces[i].end], new, gain))
                 texts[i] = passage[pieces[i].start:at] + new
                 token_ids[i] = self._encode(texts[i])
-                # The next words were judged beside the wrong one: judge them again beside the correction.
-                after = [j for j in range(k + 1, len(group)) if pieces[group[j]].word][:2]
-                if after:
-                    for j in after:
-                        verdicts.pop(j, None)
-                    verdicts.update(judge(after))
+                # The next words were judged beside the wrong one: the two after it that would change are
+                # judged again beside the correction.
+                after = [j for j in judged if j > k][:2]
+                doubtful = [j for j in after if j in verdicts and verdicts[j][1] > margin]
+                if doubtful:
+                    for j in doubtful:
+                        verdicts.pop(j)
+                    verdicts.update(judge(doubtful))
                     passes += 2
         return proofreading.Proofread(proofreading.apply(passage, changes), changes, passes)
 
@@ -473,10 +476,12 @@ class InfillEngine:
                         and channel.edits(word, g) <= channel.GUESS_EDITS]
             if not options:
                 continue
-            # A candidate that differs from the word in one slot is read off the hidden reading (exact for a
-            # word of one token; "\nWord" is a line break and a word); the others are scored exactly below.
+            # A candidate that differs from the word in its one word slot is read off the hidden reading (exact
+            # for a word of one token beside blank ones: "\nWord"); the others are scored exactly below (read
+            # hidden, the slots of " Kier|ke|gard" are each guessed without the others).
             own, ids = chunk_ids[k], {c: self._encode(space + c) for c in options}
-            slot = {c: _one_slot(own, i) for c, i in ids.items()}
+            wordy = [j for j, t in enumerate(own) if self.tokenizer.decode([t]).strip()]
+            slot = {c: _one_slot(own, i) if len(wordy) == 1 else None for c, i in ids.items()}
             scores = {c: logp[j, ids[c][j]].item() - logp[j, own[j]].item() for c, j in slot.items() if j is not None}
             # No candidate can beat a word already likelier than e^-(cheapest slip + margin): those are not scored
             # exactly (read hidden, slot by slot, a word of several tokens looks no likelier than it is).

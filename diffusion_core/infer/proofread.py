@@ -11,8 +11,8 @@ log P_LM(c | context) - channel.cost(w, c), when that beats w's own log P_LM(w |
 and the model's own guesses at w hidden (channel.py).  A word is judged hidden: a window of the passage is
 read in four rows, every fourth word masked in each, so one batched pass scores every single-token word and
 every single-token candidate at once; a word or candidate of several tokens is scored exactly (chain rule,
-one row per token, a short context) in one more batched pass.  After a change the two words after it are
-judged again beside the correction.
+one row per token, a short context) in one more batched pass.  After a change, of the two words after it
+those that would change are judged again beside the correction.
 """
 from __future__ import annotations
 
