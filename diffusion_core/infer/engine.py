@@ -491,13 +491,16 @@ class InfillEngine:
                 exact.append((k, space, word, rest, scores))
             elif scores:
                 verdicts[k] = _best(word, 0.0, scores)
-        if exact:
-            rows = [("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after]), space + c)
-                    for k, space, word, options, _ in exact for c in [word, *options]]
-            chain = iter(self._chain_scores(rows, s))
-            for k, space, word, options, scores in exact:
-                own = next(chain)
-                verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
+        # Exactly, in two passes: each word first, then the candidates of the words still unlikely enough for
+        # one to win (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
+        contexts = {k: ("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after])) for k, *_ in exact}
+        owns = self._chain_scores([(*contexts[k], space + word) for k, space, word, _, _ in exact], s)
+        bar = -(min(channel.COSTS.values()) + margin)
+        doubtful = [(e, own) for e, own in zip(exact, owns) if own <= bar]
+        chain = iter(self._chain_scores([(*contexts[k], space + c) for (k, space, _, options, _), _ in doubtful
+                                         for c in options], s))
+        for (k, space, word, options, scores), own in doubtful:
+            verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
         return {k: v for k, v in verdicts.items() if v is not None}
 
     def _guesses(self, space: str, logp: torch.Tensor, width: int = 4) -> list[str]:
