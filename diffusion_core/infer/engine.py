@@ -551,21 +551,26 @@ class InfillEngine:
 
     def _chain_scores(self, rows: list[tuple[str, str, str]], s: EngineSettings, batch: int = 64) -> list[float]:
         """log P(text | left, right) for each (left, right, text): the chain rule over the text's tokens, the
-        text's slots hidden from the token scored on, one row per token, all in one batched pass."""
+        text's slots hidden from the token scored on, one row per token, all in one batched pass.  Texts of
+        as many tokens in one context share the rows of their common first tokens (every one-token candidate
+        of a word is read off one row)."""
         tok = self.tokenizer
-        ids, where, targets, owner = [], [], [], []
+        unique, ids, where, reads = {}, [], [], []        # reads: (row, target token, which text)
         for n, (left, right, text) in enumerate(rows):
             t = self._encode(text)
-            canvas = build_canvas(tok, [left, right], [len(t)], min(PROOFREAD_CONTEXT, s.context_tokens))
-            a, _ = canvas.gaps[0]
+            canvas = None
             for j in range(len(t)):
-                row = canvas.ids.clone()
-                row[a:a + j] = torch.tensor(t[:j], dtype=row.dtype)
-                ids.append(row)
-                where.append(a + j)
-                targets.append(t[j])
-                owner.append(n)
-        scores = [0.0] * len(rows)
+                key = (left, right, len(t), tuple(t[:j]))
+                if key not in unique:
+                    if canvas is None:
+                        canvas = build_canvas(tok, [left, right], [len(t)], min(PROOFREAD_CONTEXT, s.context_tokens))
+                    row = canvas.ids.clone()
+                    row[canvas.gaps[0][0]:canvas.gaps[0][0] + j] = torch.tensor(t[:j], dtype=row.dtype)
+                    unique[key] = len(ids)
+                    ids.append(row)
+                    where.append(canvas.gaps[0][0] + j)
+                reads.append((unique[key], t[j], n))
+        logps = []
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.mask_token_id
         for lo in range(0, len(ids), batch):
             chunk = ids[lo:lo + batch]
@@ -575,10 +580,13 @@ class InfillEngine:
                 grid[r, :len(row)] = row
                 positions[r, where[lo + r]] = True
             with self._lock:
-                logp = self._forward(grid, positions).float().log_softmax(-1)          # (rows, V)
-            got = logp.gather(-1, torch.tensor(targets[lo:lo + batch])[:, None]).squeeze(-1)
-            for r, v in enumerate(got.tolist()):
-                scores[owner[lo + r]] += v
+                logps.append(self._forward(grid, positions).float().log_softmax(-1))    # (rows, V)
+        scores = [0.0] * len(rows)
+        if reads:
+            logp = torch.cat(logps)
+            got = logp[[r for r, _, _ in reads], [t for _, t, _ in reads]].tolist()
+            for (_, _, n), v in zip(reads, got):
+                scores[n] += v
         return scores
 
 
