@@ -2,8 +2,8 @@
 
 fill (one gap, N ranked candidates), fill_gaps (several gaps), continue_text
 (empty suffix), bridge (interpolate between two passages), rewrite (re-mask a
-passage's least confident tokens and denoise again) and proofread (replace
-the words the model thinks are wrong; proofread.py).
+passage's least confident tokens and denoise again) and proofread (correct
+the words a writer more likely meant otherwise; proofread.py, channel.py).
 
 A gap of unknown length is filled by grow (grow.py): written in reading order
 and cut where the model says the gap ends; several gaps one after another
@@ -20,7 +20,7 @@ import math
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
