@@ -30,9 +30,10 @@ def _setting_type(setting):
     return parse
 
 
-def _mirror(group, flag: str, **kw) -> None:
+def _mirror(group, flag: str, name: str | None = None, **kw) -> None:
+    """Add ``flag``, the CLI's copy of the setting ``name`` (default: MIRRORED's), with its default, bounds, doc."""
     from diffusion_core.settings import BY_NAME
-    setting = BY_NAME[MIRRORED[flag]]
+    setting = BY_NAME[name or MIRRORED[flag]]
     if setting.choices:
         kw.setdefault("choices", setting.choices)
     elif not isinstance(setting.default, str):
@@ -195,23 +196,13 @@ def _print_fills(args, text: str, pieces: list[str], spans, fills, engine) -> No
             print()
 
 
-def _probability(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, not {value!r}") from None
-    if not 0.0 < number < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {number}")
-    return number
-
-
 def cmd_proofread(args) -> int:
     import difflib
     text = _input_to_edit(args, "proofread", args.json or args.diff, "neither --json nor --diff")
     if text is None:
         return 2
     engine = _engine(args)
-    result = engine.proofread("", text, "", below=args.below, reading=args.reading)
+    result = engine.proofread("", text, "", margin=args.margin)
     name = args.file if args.file not in (None, "-") else "standard input"
     print(f"diffill: {len(result.changes)} word(s) changed in {name}", file=sys.stderr)
     if args.in_place:
@@ -227,7 +218,7 @@ def cmd_proofread(args) -> int:
         if args.json:
             json.dump({"text": result.text, "passes": result.passes, "model": str(engine.loaded.path),
                        "changes": [{"start": c.start, "end": c.end, "old": c.old, "new": c.new,
-                                    "probability": round(c.probability, 6)} for c in result.changes]},
+                                    "gain": round(c.gain, 3)} for c in result.changes]},
                       sys.stdout, ensure_ascii=False, indent=2)
             print()
         elif args.diff:
@@ -387,14 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_options(p)
     p.set_defaults(func=cmd_fill)
 
-    p = sub.add_parser("proofread", help="replace the words the model thinks are wrong; print the text")
+    p = sub.add_parser("proofread", help="correct the words a writer more likely meant otherwise; print the text")
     p.add_argument("file", nargs="?", help="input file, or - / nothing for stdin")
-    p.add_argument("--below", type=_probability,
-                   help="question a word the model finds less likely than this (default 0.0003, the measured best)")
-    from diffusion_core.infer.proofread import READINGS
-    p.add_argument("--reading", choices=READINGS,
-                   help="read each word hidden (default: the measured better) or where it stands (one pass; "
-                        "only for models trained with --substitute)")
+    _mirror(p, "--margin", "proofreadMargin")
     p.add_argument("--diff", action="store_true", help="print a unified diff instead of the text")
     p.add_argument("--json", action="store_true", help="print the text and the changes as JSON")
     p.add_argument("-i", "--in-place", action="store_true", help="write the corrected text back to FILE (atomically)")

@@ -84,6 +84,9 @@ SETTINGS = (
     Setting("contextTokens", 48, "Model tokens of context kept on each side of a gap.", bounds=(0, 250)),
     Setting("maxDocumentChars", 5_000_000, "Larger documents get no fills (they are not read).",
             bounds=(1, 100_000_000)),
+    Setting("proofreadMargin", 1.5, "Proofreading replaces a word only when a correction (the model's reading of "
+                                    "the context and the likelihood of the slip together) beats it by this many "
+                                    "nats; higher: fewer, surer changes.", bounds=(0.0, 30.0)),
     Setting("threads", 0, "Torch threads; 0 = torch's default.", bounds=(0, 256)),
     Setting("precision", "auto", "Inference precision: auto (bf16 where the CPU runs it fast, else fp32; int8 "
                                  "only for models it does not hurt), int8, bf16 or fp32. Changing it reloads the "

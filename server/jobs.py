@@ -38,7 +38,7 @@ class Plan:
 
 def engine_settings(s: Settings) -> EngineSettings:
     return EngineSettings(steps=s.steps or None, threshold=s.threshold or None,
-                          max_tokens=s.maxTokens, context_tokens=s.contextTokens)
+                          max_tokens=s.maxTokens, context_tokens=s.contextTokens, proofread_margin=s.proofreadMargin)
 
 
 def cursor_fills(source: str, offset: int, s: Settings, candidates: int) -> Plan:

@@ -129,7 +129,7 @@ def test_proofread_prints_the_text_a_diff_json_or_writes_back(tiny_model_dir, tm
     f = tmp_path / "t.txt"
     original = "Teh cat sat on teh mat.\nSecond line, untouched?\n"
     f.write_text(original)
-    common = ["--model", str(tiny_model_dir), "--below", "0.5"]
+    common = ["--model", str(tiny_model_dir), "--margin", "0"]
     assert main(["proofread", str(f), *common, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     text = out["text"]

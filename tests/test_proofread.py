@@ -1,8 +1,10 @@
-"""Proofreading: chunking, splicing and the engine job on the tiny model (the shipped model: test_smollm2_model)."""
+"""Proofreading: chunking, splicing, the channel, the candidates and the engine job on the tiny model (the shipped
+model: test_smollm2_model)."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from diffusion_core.infer.proofread import Change, apply, chunks, replacement, windows
+from diffusion_core.infer import channel
+from diffusion_core.infer.proofread import Change, apply, chunks, windows
 
 
 @settings(max_examples=300, deadline=None)
@@ -24,11 +26,35 @@ def test_apply_splices_changes_in_any_order():
     assert apply(text, []) == text
 
 
-@pytest.mark.parametrize("old, fill, new", [(" teh", " the", "the"), (" Berlin", "Paris", "Paris"),
-                                            (" the", " The", None), (" cat", " big cat", None), (" cat", " !", None),
-                                            (" cat", "  ", None), (" dont", " don't", "don't")])
-def test_a_replacement_is_another_single_word(old, fill, new):
-    assert replacement(old, fill) == new
+def test_the_channel_prices_a_slip_by_its_operations():
+    c = channel.COSTS
+    assert channel.cost("weeks", "weeks") == 0.0
+    assert channel.cost("teh", "the") == c["transpose"]
+    assert channel.cost("adress", "address") == c["undouble"] and channel.cost("untill", "until") == c["double"]
+    assert channel.cost("wek", "week") == c["undouble"] and channel.cost("wrk", "work") == c["delete"]
+    assert channel.cost("burrow", "borrow") == c["substitute"] and channel.cost("Mourning", "morning") == c["insert"]
+    assert channel.cost("cat", "dog") == 3 * c["substitute"]                 # unrelated words: far apart
+    assert channel.edits("recieve", "receive") == 1 and channel.edits("cat", "dog") == 3
+
+
+def test_candidates_are_real_words_one_edit_away_cased_like_the_word():
+    words = {"weeks": 1000, "week": 500, "peaks": 10, "borrow": 800}
+    assert channel.candidates("weaks", words, {})[0] == "weeks"              # a commoner word first among equals
+    assert set(channel.candidates("weaks", words, {})) == {"weeks", "peaks"}
+    assert channel.candidates("Burrow", words, {}) == ["Borrow"]
+    assert channel.candidates("cat", words, {}) == []
+
+
+def test_words_absent_from_the_word_list_come_from_the_document():
+    document = channel.document_words("Kierkegaard wrote on irony. Later, Kierkegard's critics ...")
+    assert "Kierkegaard" in channel.candidates("Kierkegard", {}, document)
+    assert "Kierkegaard" in channel.candidates("kierkegard", channel.lexicon(), document)
+
+
+@pytest.mark.parametrize("word, judged", [("weaks", True), ("Teh", True), ("it's", True), ("tb_next", False),
+                                          ("HTTP", False), ("camelCase", False), ("2026", False), ("a", False)])
+def test_only_plain_words_are_judged(word, judged):
+    assert channel.checked(word) == judged
 
 
 def test_windows_group_consecutive_chunks_within_the_budget():
@@ -38,21 +64,15 @@ def test_windows_group_consecutive_chunks_within_the_budget():
     assert groups == [[0, 1], [2], [3], [4, 5]]
 
 
-@pytest.mark.parametrize("reading", ["masked", "visible"])
-def test_engine_changes_only_words_and_keeps_every_other_byte(engine, reading):
+def test_engine_changes_only_words_and_keeps_every_other_byte(engine):
     text = "Teh cat  sat on teh mat,\n\tand the dog barked; it's late.\n"
-    out = engine.proofread("Before. ", text, " After.", reading=reading, below=0.5)
+    out = engine.proofread("Before. ", text, " After.", margin=0.0)
     assert apply(text, out.changes) == out.text and out.passes >= 1
     for c in out.changes:
         assert text[c.start:c.end] == c.old and c.new != c.old and c.old.strip() == c.old
-        assert 0.0 <= c.probability < 0.5
+        assert c.gain > 0.0 and channel.edits(c.old, c.new) <= channel.GUESS_EDITS
     import re
     assert re.sub(r"\w+(?:['’-]\w+)*", "W", out.text) == re.sub(r"\w+(?:['’-]\w+)*", "W", text)
-
-
-def test_a_bad_reading_is_a_clear_error(engine):
-    with pytest.raises(ValueError, match="unknown reading"):
-        engine.proofread("", "some text", "", reading="squint")
 
 
 def test_nothing_to_read_is_no_change(engine):
@@ -71,5 +91,5 @@ def test_a_long_passage_reports_each_window_and_can_be_cancelled(engine):
         if step == 2 and total > 2:
             raise Cancelled()
     with pytest.raises(Cancelled):
-        engine.proofread("", text, "", below=1e-12, on_step=stop_at_second_window)
+        engine.proofread("", text, "", on_step=stop_at_second_window)
     assert seen[-1][0] == 2 and seen[-1][1] >= 3

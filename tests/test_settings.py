@@ -42,15 +42,19 @@ def test_the_server_takes_every_setting_with_its_default_and_bounds():
 
 def test_the_engine_and_the_cli_take_their_defaults_and_bounds_from_the_schema():
     engine = EngineSettings()
-    assert (engine.max_tokens, engine.context_tokens, engine.threshold) == \
-        (BY_NAME["maxTokens"].default, BY_NAME["contextTokens"].default, BY_NAME["threshold"].default)
+    assert (engine.max_tokens, engine.context_tokens, engine.threshold, engine.proofread_margin) == \
+        (BY_NAME["maxTokens"].default, BY_NAME["contextTokens"].default, BY_NAME["threshold"].default,
+         BY_NAME["proofreadMargin"].default)
     for command in ("fill", "proofread", "eval"):
         actions = {a.option_strings[0]: a for a in build_parser()._subparsers._group_actions[0]
                    .choices[command]._actions if a.option_strings}
-        for flag, name in MIRRORED.items():
+        own = {"--margin": "proofreadMargin"} if command == "proofread" else {}
+        for flag, name in {**MIRRORED, **own}.items():
             s = BY_NAME[name]
             assert actions[flag].default == s.default and actions[flag].help == s.doc, flag
             if s.choices:
                 assert tuple(actions[flag].choices) == s.choices
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fill", "--max-tokens", str(BY_NAME["maxTokens"].bounds[1] + 1)])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["proofread", "--margin", str(BY_NAME["proofreadMargin"].bounds[1] + 1)])

@@ -50,6 +50,33 @@ def test_proofread_fixes_a_typo_and_leaves_the_rest(engine):
     assert out.text.startswith("The capital of France is Paris. The museum")
 
 
+PLANTED = [  # (a paragraph with slips a writer makes, the paragraph meant): every slip restored, nothing else
+    ("The library opens at nine in the mourning and closes at six in the evening. Members can burrow up to five "
+     "books at a time and keep them for three weaks.",
+     "The library opens at nine in the morning and closes at six in the evening. Members can borrow up to five "
+     "books at a time and keep them for three weeks."),
+    ("Please recieve the package before Friday. We will send an email when it arives at the front desk.",
+     "Please receive the package before Friday. We will send an email when it arrives at the front desk."),
+    ("There are three ways to install the tool, and each one takes less then a minut.",
+     "There are three ways to install the tool, and each one takes less than a minute."),
+    ("The function returns a list of strings, one for each line of the file, whithout the line breaks.",
+     "The function returns a list of strings, one for each line of the file, without the line breaks."),
+]
+
+
+@pytest.mark.parametrize("text, meant", PLANTED)
+def test_proofread_restores_every_slip_and_changes_nothing_else(engine, text, meant):
+    out = engine.proofread("", text, "")
+    assert out.text == meant, [(c.old, c.new, round(c.gain, 2)) for c in out.changes]
+
+
+def test_proofread_finds_a_word_of_several_tokens_the_word_list_lacks_in_the_document(engine):
+    # " Kierkegaard" is four tokens and not in the word list: the candidate comes from the document.
+    text = "Søren Kierkegaard was a Danish philosopher. Later in life, Kierkegard wrote mostly about faith."
+    out = engine.proofread("", text, "")
+    assert [(c.old, c.new) for c in out.changes] == [("Kierkegard", "Kierkegaard")]
+
+
 def test_main_job_runs_on_the_smollm2_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "--model", "smollm2-diffill",
                         str(ROOT / "examples" / "gaps.txt")], capture_output=True, text=True, timeout=600)

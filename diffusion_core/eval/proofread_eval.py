@@ -1,96 +1,130 @@
-"""Measure ``proofread`` on held-out text we corrupt ourselves (issue 15).
+"""Measure ``proofread`` on passages we corrupt ourselves, beside a dictionary spell-checker (issues 15, 34).
 
-Usage: python -m diffusion_core.eval.proofread_eval CORPUS_DEV.jsonl OUT_PREFIX [--model M] [--passages N]
-    [--rates 0 0.01 0.05 0.1] [--errors word typo] [--readings visible masked] [--below P] [--threads T]
+Usage: python -m diffusion_core.eval.proofread_eval OUT_PREFIX [--split dev|calib] [--passages N]
+    [--rate 0.05] [--margins 0 1 2 4] [--costs JSON] [--threads T]
 
-Passages of about ``--words`` words are cut at line ends from the records of each kind (prose, code) of a
-corpus JSONL (``python -m diffusion_core.train.build_corpus`` writes one; its dev split is held out from
-training).  In each, a share ``rate`` of the words (at least one when the rate is above 0) is corrupted:
+Passages are the texts of the gap records of ``data/eval/{split}.jsonl`` (prefix + answer + suffix, about 100
+words each): prose (prose-short, prose-long, docs-short) and the comments and docstrings of code (code-ident,
+code-tail).  ``dev`` is held out for reporting; ``calib`` is where the channel's costs and the margin are
+fitted (``--split calib --costs ...``), never the other way round.  In each prose passage a share ``rate`` of
+the words is corrupted, one kind of error at a time:
 
-* ``word``: replaced by another word of the same record (a plausible wrong word);
-* ``typo``: two neighbouring letters swapped, a letter dropped or a letter doubled.
+* ``typo``: one edit (two neighbouring letters swapped, a letter dropped, doubled or replaced);
+* ``real``: a word replaced by a real word one edit away or a homophone (``their`` -> ``there``);
+* ``swap``: a word replaced by another word of the same passage.
 
-``engine.proofread`` then runs on the corrupted passage, and each change is scored against the corruption:
-precision (changes at a corrupted word / all changes), recall (corrupted words changed / corrupted words),
-restored (corrupted words changed back exactly / corrupted words).  Rate 0 counts false alarms on clean
-text (changes per 100 words).  Each change's probability is kept, so the figures for any bar below the
-one run (``--below``) are read off one run (``bars`` in the JSON; approximate, as a change made earlier in
-a passage can alter the later ones' context).  Writes OUT_PREFIX.json and OUT_PREFIX.md.
+Clean prose and clean comments count false alarms (changes per 100 words).  Each change is scored against the
+corruption: precision (changes at a corrupted word / all changes), recall (corrupted words changed), restored
+(changed back exactly).  One run at the lowest margin gives the figures for every higher one (each change
+keeps its gain; approximate, as a change made earlier can alter a later one's context).  The baseline is
+Debian's ``hunspell -d en_US`` (every word it rejects replaced by its first suggestion) when it is installed;
+the report says so when it is not.  Writes OUT_PREFIX.json and OUT_PREFIX.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from diffusion_core.infer.engine import InfillEngine
-from diffusion_core.model.loading import load_model
+from diffusion_core.infer import channel
 
+ROOT = Path(__file__).resolve().parents[2]
 WORD = re.compile(r"\w+(?:['’]\w+)*")
-BARS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # a visible reading sees the word itself: higher bars
+PROSE, CODE = ("prose-short", "prose-long", "docs-short"), ("code-ident", "code-tail")
+ERRORS = ("typo", "real", "swap")
+HOMOPHONES = [("their", "there"), ("there", "their"), ("its", "it's"), ("it's", "its"), ("your", "you're"),
+              ("then", "than"), ("than", "then"), ("to", "too"), ("affect", "effect"), ("effect", "affect"),
+              ("lose", "loose"), ("whose", "who's"), ("were", "where"), ("weather", "whether"), ("know", "no")]
+COMMENT = re.compile(r"#[^\n]*|\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|//[^\n]*|/\*[\s\S]*?\*/")
 
 
-def passages(path: str, kind: str, n: int, words: int, rng: random.Random) -> list[tuple[str, list[str]]]:
-    """(passage, the words of its whole record) for ``n`` passages of about ``words`` words of ``kind``."""
-    records = [json.loads(line) for line in open(path, encoding="utf-8")]
-    records = [r for r in records if r.get("kind") == kind and len(WORD.findall(r["text"])) > words]
+def passages(split: str, kinds: tuple[str, ...], n: int) -> list[str]:
+    """The first ``n`` texts of ``kinds`` in the split (code: its comments and docstrings, one a line)."""
     out = []
-    while records and len(out) < n:
-        r = rng.choice(records)
-        lines = r["text"].splitlines(keepends=True)
-        start = rng.randrange(len(lines))
-        chunk, count = [], 0
-        for line in lines[start:]:
-            chunk.append(line)
-            count += len(WORD.findall(line))
-            if count >= words:
-                break
-        text = "".join(chunk)
-        if count >= words // 2 and text.strip():
-            out.append((text, WORD.findall(r["text"])))
-    return out
+    for line in open(ROOT / "data" / "eval" / f"{split}.jsonl", encoding="utf-8"):
+        r = json.loads(line)
+        if r["kind"] in kinds:
+            text = r["prefix"] + r["answer"] + r["suffix"]
+            if kinds == CODE:
+                text = "\n".join(m.group().strip() for m in COMMENT.finditer(text))
+            if len(WORD.findall(text)) >= 20:
+                out.append(text)
+    return out[:n]
 
 
 def typo(word: str, rng: random.Random) -> str:
     i = rng.randrange(len(word) - 1)
-    op = rng.choice(("swap", "drop", "double"))
+    op = rng.choice(("swap", "drop", "double", "replace"))
     if op == "swap" and word[i] != word[i + 1]:
         return word[:i] + word[i + 1] + word[i] + word[i + 2:]
     if op == "drop":
         return word[:i] + word[i + 1:]
+    if op == "replace":
+        return word[:i] + rng.choice([x for x in channel.LETTERS if x != word[i].lower()]) + word[i + 1:]
     return word[:i + 1] + word[i] + word[i + 1:]
 
 
-def corrupt(text: str, vocabulary: list[str], rate: float, error: str, rng: random.Random):
+def real_word(word: str, rng: random.Random) -> str | None:
+    """A common real word one edit from ``word`` (or its homophone), cased like it; None when there is none."""
+    low = word.lower()
+    options = [b for a, b in HOMOPHONES if a == low]
+    words = channel.lexicon()
+    options += [c for c in channel.one_edit(low) if words.get(c, 0) >= 20_000 and "'" not in c]
+    return channel.cased(rng.choice(sorted(options)), word) if options else None
+
+
+def corrupt(text: str, rate: float, error: str, rng: random.Random):
     """(corrupted text, [(start, end, original) of each corrupted word in it])."""
-    spans = [m for m in WORD.finditer(text) if (error == "word" or len(m.group()) >= 3 and m.group().isalpha())]
-    k = 0 if rate == 0 else max(1, round(rate * len(WORD.findall(text))))
-    chosen = sorted(rng.sample(spans, min(k, len(spans))), key=lambda m: m.start())
-    out, at, shift, marks = [], 0, 0, []
-    for m in chosen:
+    spans = [m for m in WORD.finditer(text) if channel.checked(m.group()) and len(m.group()) >= 3]
+    others = sorted({m.group() for m in spans})
+    k = max(1, round(rate * len(WORD.findall(text))))
+    chosen = {}
+    for m in rng.sample(spans, len(spans)):
+        if len(chosen) == k:
+            break
         old = m.group()
-        others = [w for w in vocabulary if w != old]
-        new = rng.choice(others) if error == "word" and others else typo(old, rng)
-        if new == old:
-            continue
+        new = typo(old, rng) if error == "typo" else real_word(old, rng) if error == "real" else rng.choice(others)
+        if new and new.lower() != old.lower():
+            chosen[m] = new
+    out, at, shift, marks = [], 0, 0, []
+    for m in sorted(chosen, key=lambda m: m.start()):
+        new = chosen[m]
         out += [text[at:m.start()], new]
         start = m.start() + shift
-        marks.append((start, start + len(new), old))
-        shift += len(new) - len(old)
+        marks.append((start, start + len(new), m.group()))
+        shift += len(new) - len(m.group())
         at = m.end()
     return "".join(out + [text[at:]]), marks
 
 
-def score(cases: list[dict], bar: float) -> dict:
-    """Precision, recall and restored share of the changes whose old word was less likely than ``bar``."""
+def hunspell(text: str) -> list[dict] | None:
+    """The dictionary checker's changes: each word hunspell rejects, replaced by its first suggestion."""
+    if shutil.which("hunspell") is None:
+        return None
+    spans = list(WORD.finditer(text))
+    got = subprocess.run(["hunspell", "-d", "en_US", "-a"], input="".join(f"^{m.group()}\n" for m in spans),
+                         capture_output=True, text=True, check=True).stdout
+    answers = got.split("\n", 1)[1].split("\n\n")   # per input line, its answers (a word may be read as two)
+    changes = []
+    for m, answer in zip(spans, answers):
+        wrong = [line for line in answer.split("\n") if line[:1] in "&#"]
+        if wrong:
+            first = wrong[0].split(": ", 1)[1].split(", ")[0] if wrong[0].startswith("&") else m.group()
+            changes.append({"start": m.start(), "end": m.end(), "new": first, "gain": float("inf")})
+    return changes
+
+
+def score(cases: list[dict], margin: float) -> dict:
+    """Precision, recall and restored share of the changes that beat ``margin``; changes per 100 words."""
     changes = true_changes = hits = restored = corrupted = words = 0
     for c in cases:
-        kept = [ch for ch in c["changes"] if ch["probability"] < bar]
+        kept = [ch for ch in c["changes"] if ch["gain"] > margin]
         overlaps = lambda ch, s, e: ch["start"] < e and ch["end"] > s  # noqa: E731
         changes += len(kept)
         true_changes += sum(any(overlaps(ch, s, e) for s, e, _ in c["marks"]) for ch in kept)
@@ -103,62 +137,68 @@ def score(cases: list[dict], bar: float) -> dict:
     return {"precision": round(100 * true_changes / changes, 1) if changes else None,
             "recall": round(100 * hits / corrupted, 1) if corrupted else None,
             "restored": round(100 * restored / corrupted, 1) if corrupted else None,
-            "changes_per_100_words": round(100 * changes / max(1, words), 2), "changes": changes,
-            "corrupted": corrupted}
+            "per_100_words": round(100 * changes / max(1, words), 2), "changes": changes, "corrupted": corrupted}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data")
     ap.add_argument("out")
+    ap.add_argument("--split", choices=["dev", "calib"], default="dev")
     ap.add_argument("--model")
-    ap.add_argument("--passages", type=int, default=20, help="per kind")
-    ap.add_argument("--words", type=int, default=120, help="about this many words per passage")
-    ap.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.01, 0.05, 0.1])
-    ap.add_argument("--errors", nargs="+", choices=["word", "typo"], default=["word", "typo"])
-    ap.add_argument("--readings", nargs="+", choices=["visible", "masked"], default=None,
-                    help="default: the engine's (masked)")
-    ap.add_argument("--below", type=float, default=0.03, help="the run's bar; lower ones are read off it")
-    ap.add_argument("--kinds", nargs="+", default=["prose", "code"])
+    ap.add_argument("--passages", type=int, default=20, help="per kind (prose, code comments)")
+    ap.add_argument("--rate", type=float, default=0.05)
+    ap.add_argument("--margins", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 4.0, 6.0])
+    ap.add_argument("--costs", help="JSON of channel costs to try in place of channel.COSTS (fitting)")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    from diffusion_core.infer.engine import InfillEngine
+    from diffusion_core.model.loading import load_model
+    if args.costs:
+        channel.COSTS.update(json.loads(args.costs))
     engine = InfillEngine(load_model(args.model, threads=args.threads, precision="auto"))  # as the CLI and server
     rng = random.Random(args.seed)
-    cases, t0 = [], time.time()
-    readings = args.readings or [None]
-    for kind in args.kinds:
-        for text, vocabulary in passages(args.data, kind, args.passages, args.words, rng):
-            for rate in args.rates:
-                for error in (args.errors if rate > 0 else ["none"]):
-                    bad, marks = corrupt(text, vocabulary, rate, error, rng)
-                    for reading in readings:
-                        t = time.time()
-                        out = engine.proofread("", bad, "", below=args.below, reading=reading)
-                        cases.append({"kind": kind, "rate": rate, "error": error, "reading": reading or "default",
-                                      "words": len(WORD.findall(bad)), "marks": marks, "passes": out.passes,
-                                      "seconds": round(time.time() - t, 2),
-                                      "changes": [vars(c) for c in out.changes], "text": bad})
-            print(f"{kind}: {len(cases)} runs, {time.time() - t0:.0f} s", file=sys.stderr)
-    groups: dict[str, dict] = {}
+    runs = [(kind, error, text) for kind, kinds in (("prose", PROSE), ("code", CODE))
+            for text in passages(args.split, kinds, args.passages)
+            for error in ((*ERRORS, "clean") if kind == "prose" else ("clean",))]
+    cases, t0, low = [], time.time(), min(args.margins)
+    for n, (kind, error, text) in enumerate(runs):
+        bad, marks = (text, []) if error == "clean" else corrupt(text, args.rate, error, rng)
+        t = time.time()
+        out = engine.proofread("", bad, "", margin=low)
+        case = {"kind": kind, "error": error, "words": len(WORD.findall(bad)), "marks": marks, "text": bad,
+                "seconds": round(time.time() - t, 2), "changes": [vars(c) for c in out.changes],
+                "hunspell": hunspell(bad)}
+        cases.append(case)
+        if n % 10 == 9:
+            print(f"{n + 1}/{len(runs)} passages, {time.time() - t0:.0f} s", file=sys.stderr)
+    groups = {}
     for c in cases:
-        for key in (f"{c['reading']} | {c['kind']} | {c['error']} | {c['rate']}", f"{c['reading']} | all | {c['error']} | {c['rate']}"):
-            groups.setdefault(key, []).append(c)
-    table = {key: {str(bar): score(group, bar) for bar in sorted({*BARS, args.below}) if bar <= args.below} for key, group in groups.items()}
-    meta = {"model": str(engine.loaded.path), "precision": engine.loaded.precision, "machine": platform.processor()
-            or platform.machine(), "date": time.strftime("%Y-%m-%d"), "passages_per_kind": args.passages,
-            "seconds": round(time.time() - t0), "mean_passes": round(sum(c["passes"] for c in cases) / max(1, len(cases)), 2),
-            "mean_seconds": round(sum(c["seconds"] for c in cases) / max(1, len(cases)), 2)}
-    Path(args.out + ".json").write_text(json.dumps({"meta": meta, "bars": table, "cases": cases}, indent=1) + "\n")
-    lines = [f"Proofreading, model `{Path(meta['model']).name}` ({meta['precision']}), {meta['date']}, "
-             f"{args.passages} passages of ~{args.words} words per kind, {meta['mean_passes']} passes and "
-             f"{meta['mean_seconds']} s per passage on average.", "",
-             "| reading | kind | error | rate | bar | precision % | recall % | restored % | changes / 100 words |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for key in sorted(table):
-        for bar, s in table[key].items():
-            lines.append(f"| {' | '.join(key.split(' | '))} | {bar} | {s['precision']} | {s['recall']} | "
-                         f"{s['restored']} | {s['changes_per_100_words']} |")
+        groups.setdefault(f"{c['kind']} {c['error']}", []).append(c)
+    table = {g: {str(m): score(cs, m) for m in args.margins} for g, cs in groups.items()}
+    checker = {g: score([{**c, "changes": c["hunspell"]} for c in cs], 0.0) for g, cs in groups.items()
+               if all(c["hunspell"] is not None for c in cs)}
+    words = sum(c["words"] for c in cases)
+    meta = {"model": str(engine.loaded.path), "precision": engine.loaded.precision, "split": args.split,
+            "date": time.strftime("%Y-%m-%d"), "passages_per_kind": args.passages, "rate": args.rate,
+            "costs": channel.COSTS, "seconds_per_100_words": round(100 * sum(c["seconds"] for c in cases) / words, 2)}
+    Path(args.out + ".json").write_text(json.dumps({"meta": meta, "table": table, "hunspell": checker,
+                                                    "cases": cases}, indent=1) + "\n")
+    lines = [f"Proofreading, model `{Path(meta['model']).name}` ({meta['precision']}), split {args.split}, "
+             f"{meta['date']}, {args.passages} passages per kind, {args.rate:.0%} of the words corrupted, "
+             f"{meta['seconds_per_100_words']} s per 100 words; costs {json.dumps(channel.COSTS)}.", "",
+             "| passages | errors | margin | precision % | recall % | restored % | changes / 100 words |",
+             "|---|---|---|---|---|---|---|"]
+    for g in sorted(table):
+        for m, s in table[g].items():
+            lines.append(f"| {g.replace(' ', ' | ')} | {m} | {s['precision']} | {s['recall']} | {s['restored']} | "
+                         f"{s['per_100_words']} |")
+        if g in checker:
+            s = checker[g]
+            lines.append(f"| {g.replace(' ', ' | ')} | hunspell | {s['precision']} | {s['recall']} | "
+                         f"{s['restored']} | {s['per_100_words']} |")
+    if not checker:
+        lines.append("\nhunspell is not installed (apt-get install hunspell hunspell-en-us): no baseline.")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -1,39 +1,26 @@
-"""Proofreading: which words of a passage the model thinks are wrong, and what it would write instead.
+"""Proofreading: which words of a passage a writer more likely meant otherwise, and what they meant.
 
 A passage is cut into chunks: words with the whitespace before them (byte-level BPE spells a word with its
 leading space, so a word chunk is what the model reads as one unit), and the runs of punctuation or space
 between them.  Only word chunks are ever questioned, and a change replaces a word's characters and nothing
 else: every other byte of the passage stays as it was.
 
-The model reads each word in one of two ways (``reading``):
-
-* ``visible``: one pass over the passage as it is; a word's probability is that of its own tokens where they
-  stand.  Only a model trained with replaced-token noise (``diffill train --substitute``) has learned what
-  a visible token's probability means, and it costs one pass.  Measured (docs/proofreading.md) on a model
-  trained with it at equal tokens, it traded precision for recall worse than the masked reading at every
-  bar, so it is not the default.
-* ``masked``: each word is hidden and predicted from its context (four rows, every fourth word hidden in
-  each, so one batched pass scores them all), the pseudo-likelihood a masked LM trained on masking alone
-  gives.
-
-A word is suspect when its probability falls below ``below`` and the model's own guess for it is another
-word; the engine then fills each suspect again on its own (every other word as it stands, with the changes
-made so far), with at most one token more than it had, and a replacement that is another single word
-becomes a ``Change``.  (Filling all suspects jointly in one canvas was tried: with most of a sentence
-hidden the fills were phrases, not words.)
+The rule is a noisy channel (issue 34): a word w becomes the candidate c that maximises
+log P_LM(c | context) - channel.cost(w, c), when that beats w's own log P_LM(w | context) by more than the
+``proofreadMargin`` setting (nats).  Candidates are the lexicon's and the document's words one edit from w
+and the model's own guesses at w hidden (channel.py).  A word is judged hidden: a window of the passage is
+read in four rows, every fourth word masked in each, so one batched pass scores every single-token word and
+every single-token candidate at once; a word or candidate of several tokens is scored exactly (chain rule,
+one row per token, a short context) in one more batched pass.  After a change, of the two words after it
+those that would change are judged again beside the correction.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-READINGS = ("visible", "masked")
-DEFAULT_READING = "masked"
-DEFAULT_BELOW = 0.0003  # a word this unlikely, with another guess preferred, is questioned: the best precision
-                        # of the bars measured (0.0003-0.03) on both models shipped then (docs/proofreading.md)
 WINDOW_TOKENS = 160    # a long passage is read in windows of about this many tokens, each with its context
 _CHUNK = re.compile(r"\s*\w+(?:['’]\w+)*|\s*[^\w\s]+|\s+")
-_WORD = re.compile(r"\w+(?:['’-]\w+)*")
 
 
 @dataclass(frozen=True)
@@ -62,7 +49,7 @@ class Change:
     end: int
     old: str
     new: str
-    probability: float  # how likely the model found the old word
+    gain: float      # nats by which the new word's score beat the old one's (the margin is the bar)
 
 
 @dataclass
@@ -93,16 +80,3 @@ def windows(sizes: list[int], budget: int = WINDOW_TOKENS) -> list[list[int]]:
         groups[-1].append(i)
         used += n
     return [g for g in groups if g]
-
-
-def differs(old_chunk: str, guess: str) -> bool:
-    """Whether the model's guess is another word (a change of case alone is not: proofreading fixes words)."""
-    return guess.strip().lower() != old_chunk.strip().lower()
-
-
-def replacement(old_chunk: str, fill: str) -> str | None:
-    """The new word for a questioned chunk, or None when the fill proposes no other word."""
-    new, old = fill.strip(), old_chunk.strip()
-    if not _WORD.fullmatch(new) or not differs(old, new):  # one word for one: no splits, joins or punctuation
-        return None
-    return new
