@@ -179,23 +179,32 @@ def _adapted(base: Path, rank=4, seed=0):
 
 
 @torch.no_grad()
-def test_delta_round_trip_and_merge(tiny_base, tmp_path):
+def test_delta_round_trip_and_merge(tiny_base, tiny_spec, tmp_path):
     from diffusion_core.model.adapter import apply_delta
+    from diffusion_core.model.assemble import load_base
     model, adapter, tok = _adapted(tiny_base)
     ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
     live = model(ids).logits
     sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
     adapter.save(tmp_path / "delta.safetensors", sha)
-    merged = apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    merged, _, _ = load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
     # fp16 storage of the delta: close, not bit-equal
     torch.testing.assert_close(merged(ids).logits, live, rtol=0, atol=5e-2)
     assert not any(type(m).__name__ == "LoRALinear" for m in merged.modules())
     base_logits = _native(tiny_base)(ids).logits
     assert (merged(ids).logits - base_logits).abs().max() > 0.1  # the delta changed something
+    # resuming training: the live adapter holds the same weights as the merged model
+    resumed = apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    torch.testing.assert_close(resumed.model(ids).logits, merged(ids).logits, rtol=0, atol=1e-4)
+    # served in bf16: merged in fp32, then cast, tensor by tensor
+    half, _, _ = load_base(tiny_spec, fetch=False, dtype=torch.bfloat16, delta=tmp_path / "delta.safetensors")
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    assert torch.equal(half.denoiser.embed_tokens.weight, merged.denoiser.embed_tokens.weight.bfloat16())
 
 
-def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
+def test_delta_for_another_base_is_refused(tiny_base, tiny_spec, tmp_path):
     from diffusion_core.model.adapter import DeltaError, apply_delta
+    from diffusion_core.model.assemble import load_base
     _, adapter, _ = _adapted(tiny_base)
     adapter.save(tmp_path / "delta.safetensors", "0" * 64)
     sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
@@ -204,6 +213,28 @@ def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(DeltaError, match="cannot read the delta"):
         apply_delta(_native(tiny_base), tmp_path / "bad.safetensors", sha)
+    with pytest.raises(DeltaError, match="was trained on the base with GGUF SHA-256 0000"):
+        load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
+
+
+def test_a_delta_of_another_shape_is_refused_when_merged(tiny_base, tiny_spec, tmp_path):
+    from diffusion_core.model.adapter import DeltaError
+    from diffusion_core.model.assemble import load_base
+    _, adapter, _ = _adapted(tiny_base)
+    adapter.model.denoiser.norm.weight = torch.nn.Parameter(torch.ones(3))
+    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
+    adapter.save(tmp_path / "delta.safetensors", sha)
+    with pytest.raises(DeltaError, match="does not fit this base"):
+        load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
+
+
+def test_a_truncated_base_says_so(tiny_base, tiny_spec):
+    from diffusion_core.model.assemble import load_base
+    from diffusion_core.model.base import BaseError
+    weights = tiny_base / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(BaseError, match="truncated"):
+        load_base(tiny_spec, fetch=False)
 
 
 def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tmp_path, monkeypatch):

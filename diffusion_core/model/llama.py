@@ -259,7 +259,7 @@ class NativeLlamaDenoiser(nn.Module):
         if missing or unexpected:
             raise ValueError(f"weights do not match this Llama shape (missing {missing[:3]}, unexpected "
                              f"{unexpected[:3]})")
-        self.load_state_dict(renamed, strict=True)
+        self.load_state_dict(renamed, strict=True, assign=True)  # the tensors become the weights: no copy
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Full logits (B, T, V) for every position (row i predicts token i)."""

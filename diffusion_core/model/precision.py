@@ -45,6 +45,12 @@ def supported(precision: str) -> tuple[bool, str]:
     return False, f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
 
 
+def weights_dtype(model_class: type, precision: str) -> torch.dtype:
+    """The dtype to read a model's weights in: bf16 where ``precision`` will run it in bf16 (so no fp32 copy is
+    ever held beside the bf16 one), else fp32 (int8 quantizes from fp32)."""
+    return torch.bfloat16 if resolve(model_class, precision) == "bf16" and supported("bf16")[0] else torch.float32
+
+
 def apply_precision(model: torch.nn.Module, precision: str) -> tuple[torch.nn.Module, str]:
     """Return (model converted for inference, the precision actually used)."""
     precision = resolve(model, precision)
