@@ -390,3 +390,17 @@ def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tin
     assert cached.partial_passes > 0 and cached.full_passes + cached.partial_passes == grown4.passes
     with pytest.raises(ValueError, match="refresh"):
         ContextCache(model, refresh=0)
+
+
+@torch.no_grad()
+def test_fused_prepacked_bf16_gives_the_same_logits(tiny_base, tiny_spec):
+    from diffusion_core.model.assemble import load_base
+    from diffusion_core.model.precision import apply_precision, packing_works
+    if not packing_works():
+        pytest.skip("this torch build or CPU does not prepack bf16 weights")
+    plain, tok, _ = load_base(tiny_spec, fetch=False, dtype=torch.bfloat16)
+    served, used = apply_precision(load_base(tiny_spec, fetch=False)[0], "bf16")
+    assert used == "bf16" and served.denoiser.layers[0].self_attn.qkv is not None
+    ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
+    assert torch.equal(served(ids).logits, plain(ids).logits)
+    assert torch.equal(served.causal_logits(ids, last_only=True), plain.causal_logits(ids, last_only=True))
