@@ -393,6 +393,29 @@ def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tin
 
 
 @torch.no_grad()
+def test_context_cache_runs_a_few_shapes_whatever_the_canvas_length(tiny_base):
+    from diffusion_core.model.context_cache import KEYS, ROWS, ContextCache
+    model = _native(tiny_base)
+    seen, run = set(), model.denoiser.hidden_beside
+
+    def recording(ids, positions, kv, reads=None):  # the (rows, keys) of every pass
+        seen.add((ids.shape[1], 0 if reads is None else len(reads)))
+        return run(ids, positions, kv, reads)
+    model.denoiser.hidden_beside = recording
+    m = 5
+    for length in range(20, 20 + 2 * ROWS):  # a canvas a token longer each time, then a token committed in it
+        canvas = torch.randint(20, 60, (1, length))
+        canvas[0, length // 2:length // 2 + 2] = m
+        cache = ContextCache(model, refresh=8)
+        plain = model.lm_head(model.denoiser(canvas)[canvas == m])
+        torch.testing.assert_close(cache(canvas, canvas == m), plain)  # padding is never read
+        canvas[0, length // 2] = 30
+        cache(canvas, canvas == m)
+    assert all(rows % ROWS == 0 and (keys - rows) % KEYS == 0 for rows, keys in seen)
+    assert len(seen) <= 6  # 32 canvas lengths: 3 full-pass buckets, a few partial ones
+
+
+@torch.no_grad()
 def test_fused_prepacked_bf16_gives_the_same_logits(tiny_base, tiny_spec):
     from diffusion_core.model.assemble import load_base
     from diffusion_core.model.precision import apply_precision, packing_works

@@ -182,16 +182,19 @@ class _Decoder(nn.Module):
             x = layer(x, cos, sin, mask, None if cache is None else cache[i])
         return self.norm(x)
 
-    def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict]) -> torch.Tensor:
+    def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict],
+                      reads: torch.Tensor | None = None) -> torch.Tensor:
         """Unshifted final hidden states (1, A, H) of ``input_ids`` (1, A) at ``positions`` (A,), full attention,
-        reading each layer's ``kv[i]["context_k"/"context_v"]`` beside their own (none: the canvas alone);
-        each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py)."""
+        reading each layer's ``kv[i]["context_k"/"context_v"]`` (1, kv, C, d) beside their own (none: the canvas
+        alone); each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py).
+        ``reads`` (C + A,) bool: the keys every row reads, context first (None: all; padding: not)."""
         table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
         x = F.embedding(input_ids, table)                                          # (1, A, H)
         cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        mask = None if reads is None else reads[None, None, None, :]               # (1, 1, 1, C + A)
         for layer, layer_kv in zip(self.layers, kv):
-            x = layer(x, cos, sin, None, None, layer_kv)
+            x = layer(x, cos, sin, mask, None, layer_kv)
         return self.norm(x)
 
     def set_layout(self, layout: str, mask_id: int | None) -> None:
