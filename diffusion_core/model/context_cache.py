@@ -13,8 +13,8 @@ new position; only the staleness above is approximate.  ``refresh=1`` is exact: 
 
 Shapes are bucketed: oneDNN prepares (and keeps, about 1 MB each) kernels per tensor shape, and every
 keystroke changes the canvas length, so a full pass runs the canvas padded to a multiple of ``ROWS``
-tokens, a partial pass its rows padded likewise and the context it reads padded to a multiple of
-``KEYS``; no row reads a padded key.  A projection gives the same bits for a row whatever the rows
+tokens, a partial pass its rows padded to a multiple of ``GAP_ROWS`` and the context it reads to a
+multiple of ``KEYS``; no row reads a padded key.  A projection gives the same bits for a row whatever the rows
 beside it; attention over padded (masked) keys differs from unpadded in the last bits.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ import torch
 
 from diffusion_core.model.llama import NativeLlamaDenoiser, _rotate, rotary
 
-ROWS = 16  # a pass's rows are padded to a multiple of this (measured: docs/performance.md)
-KEYS = 32  # the context a partial pass reads is padded to a multiple of this
+ROWS = 16       # a full pass's rows (the canvas) are padded to a multiple of this (docs/experiments.md)
+GAP_ROWS = 4    # a partial pass's rows (the gap, a few tokens) to a multiple of this
+KEYS = 32       # and the context it reads to a multiple of this
 
 
 def _padded(n: int, step: int) -> int:
@@ -83,11 +84,11 @@ class ContextCache:
             return None
         return start, end
 
-    def _run(self, ids: torch.Tensor, start: int, kv: list[dict], context: int = 0) -> torch.Tensor:
+    def _run(self, ids: torch.Tensor, start: int, kv: list[dict], step: int, context: int = 0) -> torch.Tensor:
         """Hidden states (A, H) of ``ids`` (A,) at positions ``start``..., reading the first ``context`` keys of
-        each layer's padded ``kv[i]["context_k"/"context_v"]``; the rows padded to their bucket, the padding
+        each layer's padded ``kv[i]["context_k"/"context_v"]``; the rows padded to a multiple of ``step``, the padding
         never read, each ``kv[i]["k"/"v"]`` left holding the rows' own keys/values, unpadded."""
-        A, rows = len(ids), _padded(len(ids), ROWS)
+        A, rows = len(ids), _padded(len(ids), step)
         keys = kv[0]["context_k"].shape[2] if "context_k" in kv[0] else 0
         reads = torch.cat([torch.arange(keys) < context, torch.arange(rows) < A])   # (keys + rows,)
         padded = torch.cat([ids, ids.new_zeros(rows - A)])[None]                     # (1, rows)
@@ -98,7 +99,7 @@ class ContextCache:
 
     def _full(self, row: torch.Tensor) -> torch.Tensor:
         self.kv = [{} for _ in self.decoder.layers]
-        hidden = self._run(row, 0, self.kv)                                          # (T, H)
+        hidden = self._run(row, 0, self.kv, ROWS)                                    # (T, H)
         self.ids, self.since_full = row.clone(), 1
         self.full_passes += 1
         return hidden
@@ -117,7 +118,7 @@ class ContextCache:
             pad = k.new_zeros(1, k.shape[1], _padded(start + back, KEYS) - start - back, k.shape[3])
             kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k, pad], dim=2),    # (1, kv, keys, d)
                        "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:], pad], dim=2)})
-        hidden = self._run(row[start:end], start, kv, start + back)                 # (A, H)
+        hidden = self._run(row[start:end], start, kv, GAP_ROWS, start + back)       # (A, H)
         self.since_full += 1
         self.partial_passes += 1
         return hidden
