@@ -14,7 +14,8 @@ new position; only the staleness above is approximate.  ``refresh=1`` is exact: 
 Shapes are bucketed: oneDNN prepares (and keeps, about 1 MB each) kernels per tensor shape, and every
 keystroke changes the canvas length, so a full pass runs the canvas padded to a multiple of ``ROWS``
 tokens, a partial pass its rows padded to a multiple of ``GAP_ROWS`` and the context it reads to a
-multiple of ``KEYS``; no row reads a padded key.  A projection gives the same bits for a row whatever the rows
+multiple of ``KEYS``; no row reads a padded key.  The engine's own passes (``padded``) pad the canvas
+likewise.  A projection gives the same bits for a row whatever the rows
 beside it; attention over padded (masked) keys differs from unpadded in the last bits.
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ GAP_ROWS = 4    # a partial pass's rows (the gap, a few tokens) to a multiple of
 KEYS = 32       # and the context it reads to a multiple of this
 
 
-def _padded(n: int, step: int) -> int:
+def padded(n: int, step: int = ROWS) -> int:
+    """``n`` rounded up to a multiple of ``step``: a pass's length bucket."""
     return -(-n // step) * step
 
 
@@ -88,11 +90,11 @@ class ContextCache:
         """Hidden states (A, H) of ``ids`` (A,) at positions ``start``..., reading the first ``context`` keys of
         each layer's padded ``kv[i]["context_k"/"context_v"]``; the rows padded to a multiple of ``step``, the padding
         never read, each ``kv[i]["k"/"v"]`` left holding the rows' own keys/values, unpadded."""
-        A, rows = len(ids), _padded(len(ids), step)
+        A, rows = len(ids), padded(len(ids), step)
         keys = kv[0]["context_k"].shape[2] if "context_k" in kv[0] else 0
         reads = torch.cat([torch.arange(keys) < context, torch.arange(rows) < A])   # (keys + rows,)
-        padded = torch.cat([ids, ids.new_zeros(rows - A)])[None]                     # (1, rows)
-        hidden = self.decoder.hidden_beside(padded, torch.arange(start, start + rows), kv, reads)[0]
+        row_ids = torch.cat([ids, ids.new_zeros(rows - A)])[None]                    # (1, rows)
+        hidden = self.decoder.hidden_beside(row_ids, torch.arange(start, start + rows), kv, reads)[0]
         for layer in kv:
             layer["k"], layer["v"] = layer["k"][:, :, :A], layer["v"][:, :, :A]
         return hidden[:A]                                                            # (A, H)
@@ -115,7 +117,7 @@ class ContextCache:
             suffix_k = k[:, :, C - back:]
             if shift:
                 suffix_k = _rotate(suffix_k, cos.to(k.dtype), sin.to(k.dtype))
-            pad = k.new_zeros(1, k.shape[1], _padded(start + back, KEYS) - start - back, k.shape[3])
+            pad = k.new_zeros(1, k.shape[1], padded(start + back, KEYS) - start - back, k.shape[3])
             kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k, pad], dim=2),    # (1, kv, keys, d)
                        "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:], pad], dim=2)})
         hidden = self._run(row[start:end], start, kv, GAP_ROWS, start + back)       # (A, H)
