@@ -179,23 +179,32 @@ def _adapted(base: Path, rank=4, seed=0):
 
 
 @torch.no_grad()
-def test_delta_round_trip_and_merge(tiny_base, tmp_path):
+def test_delta_round_trip_and_merge(tiny_base, tiny_spec, tmp_path):
     from diffusion_core.model.adapter import apply_delta
+    from diffusion_core.model.assemble import load_base
     model, adapter, tok = _adapted(tiny_base)
     ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
     live = model(ids).logits
     sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
     adapter.save(tmp_path / "delta.safetensors", sha)
-    merged = apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    merged, _, _ = load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
     # fp16 storage of the delta: close, not bit-equal
     torch.testing.assert_close(merged(ids).logits, live, rtol=0, atol=5e-2)
     assert not any(type(m).__name__ == "LoRALinear" for m in merged.modules())
     base_logits = _native(tiny_base)(ids).logits
     assert (merged(ids).logits - base_logits).abs().max() > 0.1  # the delta changed something
+    # resuming training: the live adapter holds the same weights as the merged model
+    resumed = apply_delta(_native(tiny_base), tmp_path / "delta.safetensors", sha)
+    torch.testing.assert_close(resumed.model(ids).logits, merged(ids).logits, rtol=0, atol=1e-4)
+    # served in bf16: merged in fp32, then cast, tensor by tensor
+    half, _, _ = load_base(tiny_spec, fetch=False, dtype=torch.bfloat16, delta=tmp_path / "delta.safetensors")
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    assert torch.equal(half.denoiser.embed_tokens.weight, merged.denoiser.embed_tokens.weight.bfloat16())
 
 
-def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
+def test_delta_for_another_base_is_refused(tiny_base, tiny_spec, tmp_path):
     from diffusion_core.model.adapter import DeltaError, apply_delta
+    from diffusion_core.model.assemble import load_base
     _, adapter, _ = _adapted(tiny_base)
     adapter.save(tmp_path / "delta.safetensors", "0" * 64)
     sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
@@ -204,6 +213,28 @@ def test_delta_for_another_base_is_refused(tiny_base, tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(DeltaError, match="cannot read the delta"):
         apply_delta(_native(tiny_base), tmp_path / "bad.safetensors", sha)
+    with pytest.raises(DeltaError, match="was trained on the base with GGUF SHA-256 0000"):
+        load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
+
+
+def test_a_delta_of_another_shape_is_refused_when_merged(tiny_base, tiny_spec, tmp_path):
+    from diffusion_core.model.adapter import DeltaError
+    from diffusion_core.model.assemble import load_base
+    _, adapter, _ = _adapted(tiny_base)
+    adapter.model.denoiser.norm.weight = torch.nn.Parameter(torch.ones(3))
+    sha = json.loads((tiny_base / "diffill_base.json").read_text())["gguf_sha256"]
+    adapter.save(tmp_path / "delta.safetensors", sha)
+    with pytest.raises(DeltaError, match="does not fit this base"):
+        load_base(tiny_spec, fetch=False, delta=tmp_path / "delta.safetensors")
+
+
+def test_a_truncated_base_says_so(tiny_base, tiny_spec):
+    from diffusion_core.model.assemble import load_base
+    from diffusion_core.model.base import BaseError
+    weights = tiny_base / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(BaseError, match="truncated"):
+        load_base(tiny_spec, fetch=False)
 
 
 def test_training_step_on_tiny_llama_then_load_and_fill(tiny_base, tiny_spec, tmp_path, monkeypatch):
@@ -359,3 +390,42 @@ def test_context_cache_reads_the_text_around_the_gap_from_the_last_full_pass(tin
     assert cached.partial_passes > 0 and cached.full_passes + cached.partial_passes == grown4.passes
     with pytest.raises(ValueError, match="refresh"):
         ContextCache(model, refresh=0)
+
+
+@torch.no_grad()
+def test_context_cache_runs_a_few_shapes_whatever_the_canvas_length(tiny_base):
+    from diffusion_core.model.context_cache import GAP_ROWS, KEYS, ROWS, ContextCache
+    model = _native(tiny_base)
+    seen, run = set(), model.denoiser.hidden_beside
+
+    def recording(ids, positions, kv, reads=None):  # the (rows, keys) of every pass
+        seen.add((ids.shape[1], 0 if reads is None else len(reads)))
+        return run(ids, positions, kv, reads)
+    model.denoiser.hidden_beside = recording
+    m = 5
+    for length in range(20, 20 + 2 * ROWS):  # a canvas a token longer each time, then a token committed in it
+        canvas = torch.randint(20, 60, (1, length))
+        canvas[0, length // 2:length // 2 + 2] = m
+        cache = ContextCache(model, refresh=8)
+        plain = model.lm_head(model.denoiser(canvas)[canvas == m])
+        torch.testing.assert_close(cache(canvas, canvas == m), plain)  # padding is never read
+        canvas[0, length // 2] = 30
+        cache(canvas, canvas == m)
+    full = {rows for rows, keys in seen if keys == rows}
+    assert all(rows % ROWS == 0 for rows in full) and len(full) <= 3  # 32 canvas lengths, 3 buckets
+    assert all(rows % GAP_ROWS == 0 and (keys - rows) % KEYS == 0 for rows, keys in seen - {(r, r) for r in full})
+    assert len(seen) <= 8
+
+
+@torch.no_grad()
+def test_fused_prepacked_bf16_gives_the_same_logits(tiny_base, tiny_spec):
+    from diffusion_core.model.assemble import load_base
+    from diffusion_core.model.precision import apply_precision, packing_works
+    if not packing_works():
+        pytest.skip("this torch build or CPU does not prepack bf16 weights")
+    plain, tok, _ = load_base(tiny_spec, fetch=False, dtype=torch.bfloat16)
+    served, used = apply_precision(load_base(tiny_spec, fetch=False)[0], "bf16")
+    assert used == "bf16" and served.denoiser.layers[0].self_attn.qkv is not None
+    ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
+    assert torch.equal(served(ids).logits, plain(ids).logits)
+    assert torch.equal(served.causal_logits(ids, last_only=True), plain.causal_logits(ids, last_only=True))

@@ -87,13 +87,15 @@ def load_baseline(name=None, threads: int | None = None, precision: str = "auto"
 
     from diffusion_core.model.assemble import base_spec_of, load_base
     from diffusion_core.model.loading import LoadedModel, ModelLoadError, resolve_model_dir
-    from diffusion_core.model.precision import apply_precision
+    from diffusion_core.model.llama import NativeLlamaDenoiser
+    from diffusion_core.model.precision import apply_precision, weights_dtype
     path = resolve_model_dir(name)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     if not config.get("diffill_base"):
         raise ModelLoadError(f"{path} is not built on a pretrained causal base, so it has no autoregressive "
                              "baseline; use a model adapted with `diffill train --init smollm2`")
-    model, tokenizer, _ = load_base(base_spec_of(config), fetch=False)
+    model, tokenizer, _ = load_base(base_spec_of(config), fetch=False,
+                                    dtype=weights_dtype(NativeLlamaDenoiser, precision))
     if threads:
         torch.set_num_threads(threads)
     model, used = apply_precision(model.eval(), precision)

@@ -23,13 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from diffusion_core.infer import channel, proofread as proofreading
 from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.grow import GROW_WINDOW, grow
 from diffusion_core.infer.joining import breaks_line, ends_sentence_early, fit, is_blank, opens_line, stays_in_line
 from diffusion_core.model.mlm_head import MaskedLMRunner
-from diffusion_core.model.context_cache import ContextCache
+from diffusion_core.model.context_cache import ContextCache, padded
 from diffusion_core.model.llama import NativeLlamaDenoiser
 from diffusion_core.model.loading import LoadedModel
 from diffusion_core.infer.sampler import Cancelled, SamplerConfig, denoise
@@ -145,6 +146,8 @@ class InfillEngine:
         """Logits (N, V) at ``positions`` of ``ids`` (B, T); the ``ban`` ids (default: the control tokens and
         the null token, which a fill of given length never writes) get -inf."""
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
+        fill = padded(ids.shape[1]) - ids.shape[1]  # a few canvas lengths, not one per keystroke (context_cache.py)
+        ids, attention, positions = (F.pad(t, (0, fill)) for t in (ids, attention, positions))  # (B, T'), never read
         logits = self.runner(ids, attention.long(), positions)          # (N, V)
         ban = self._never if ban is None else ban
         return logits.index_fill(-1, ban[ban < logits.shape[-1]], float("-inf"))

@@ -6,12 +6,14 @@ tokens (the head is tied, so those rows are also their output rows).  Everything
 as converted.  ``delta.safetensors`` holds exactly that state (float16) and its metadata names
 the base by the SHA-256 of its GGUF, so a delta is never applied to another base.
 
-``merge()`` folds the factors into the weights for inference: the served model is a plain
-``NativeLlamaDenoiser`` (int8 and bf16 paths as for any model).
+``merged_weights()`` folds the delta into the base's weights for inference, tensor by tensor as they are
+read, each cast to the serving dtype at once (no full fp32 model is ever held): the served model is a
+plain ``NativeLlamaDenoiser``.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -41,11 +43,6 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + (x @ self.lora_A.to(x.dtype).T) @ (self.lora_B.to(x.dtype).T * self.scale)
-
-    def merged(self) -> nn.Linear:
-        with torch.no_grad():
-            self.base.weight += self.scale * (self.lora_B @ self.lora_A)
-        return self.base
 
 
 class Adapter:
@@ -98,23 +95,6 @@ class Adapter:
                   metadata=meta)
         tmp.replace(path)
 
-    def merge(self) -> NativeLlamaDenoiser:
-        """Fold everything into the base weights and return the plain denoiser (the adapter is spent)."""
-        d = self.model.denoiser
-        with torch.no_grad():
-            d.embed_tokens.weight[d.token_row_ids] = d.token_rows.to(d.embed_tokens.weight.dtype)
-        d.embedding_override = None
-        del d.token_rows, d.token_row_ids
-        for layer in d.layers:
-            for parent in (layer.self_attn, layer.mlp):
-                for name in PROJECTIONS:
-                    module = getattr(parent, name, None)
-                    if isinstance(module, LoRALinear):
-                        setattr(parent, name, module.merged())
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        return self.model
-
 
 def read_delta(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(metadata, tensors) of a delta file, or ``DeltaError`` saying what is wrong with it."""
@@ -130,17 +110,21 @@ def read_delta(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
-def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str, merge: bool = True):
-    """Attach the delta at ``path`` to ``model`` (a freshly loaded base); refuses a delta for another base.
-
-    Returns the merged denoiser, or with ``merge=False`` the live ``Adapter`` (to resume training).
-    """
+def _checked_delta(path: Path, base_sha256: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``read_delta``, refusing a delta trained on another base or a retired whole-weight one."""
     meta, tensors = read_delta(path)
     if meta["base_sha256"] != base_sha256:
         raise DeltaError(f"{path} was trained on the base with GGUF SHA-256 {meta['base_sha256']}, but the base "
                          f"found has {base_sha256}; run `diffill fetch-base` to get the base this delta needs")
     if int(meta["rank"]) < 1:  # a whole-weight delta (--lora-rank 0, retired): say so, not "rank must be ..."
         raise DeltaError(f"{path}: a whole-weight delta (rank 0), which Diffill no longer loads")
+    return meta, tensors
+
+
+def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str) -> Adapter:
+    """The live ``Adapter`` of the delta at ``path`` on ``model`` (a freshly loaded base), to resume training;
+    refuses a delta for another base.  Serving folds a delta in with ``merged_weights`` instead."""
+    meta, tensors = _checked_delta(path, base_sha256)
     adapter = Adapter(model, json.loads(meta["token_ids"]), rank=int(meta["rank"]), alpha=float(meta["alpha"]))
     own = adapter.state()
     problems = [k for k in own if k not in tensors or tensors[k].shape != own[k].shape]
@@ -149,4 +133,37 @@ def apply_delta(model: NativeLlamaDenoiser, path: Path, base_sha256: str, merge:
                          f"unknown {sorted(set(tensors) - set(own))[:3]})")
     adapter.load_state({k: v.float() for k, v in tensors.items()})
     adapter.info = json.loads(meta.get("info", "{}"))
-    return adapter.merge() if merge else adapter
+    return adapter
+
+
+def merged_weights(base: Iterable[tuple[str, torch.Tensor]], path: Path, base_sha256: str,
+                   dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The base's weights (``model.*`` names, fp32, as ``base.read_tensors`` yields them) with the delta at
+    ``path`` folded in, each cast to ``dtype`` as soon as it is merged, so only one fp32 tensor is held at a
+    time: a projection ``W + (alpha / r) · B A`` (in fp32, as training saw it), a norm the delta's own, the
+    embedding with the delta's token rows.  Refuses a delta for another base or of another shape."""
+    meta, delta = _checked_delta(path, base_sha256)
+    scale = float(meta["alpha"]) / int(meta["rank"])
+    token_ids = torch.tensor(list(json.loads(meta["token_ids"]).values()), dtype=torch.long)
+    merged = {}
+    for name, weight in base:
+        key = "denoiser." + name.removeprefix("model.").removesuffix(".weight")
+        if key + ".lora_A" in delta:
+            lora_A, lora_B = delta.pop(key + ".lora_A").float(), delta.pop(key + ".lora_B").float()  # (r, in), (out, r)
+            update = lora_B @ lora_A if lora_B.shape[-1] == lora_A.shape[0] else lora_A                # (out, in)
+            new = weight.add_(update.mul_(scale)) if update.shape == weight.shape else update  # W += scale · B A
+        elif key + ".weight" in delta:  # a retrained norm
+            new = delta.pop(key + ".weight").float()
+        elif name == "model.embed_tokens.weight" and "denoiser.token_rows" in delta:
+            rows = delta.pop("denoiser.token_rows").float()                                  # (n_tokens, H)
+            new = weight.index_put_((token_ids,), rows) if rows.shape == (len(token_ids), weight.shape[1]) else rows
+        else:
+            new = weight
+        if new.shape != weight.shape:  # (a (1, in) update would broadcast silently)
+            raise DeltaError(f"{path}: delta does not fit this base ({key}: {tuple(new.shape)} for "
+                             f"{tuple(weight.shape)})")
+        merged[name] = new.to(dtype)
+        del weight, new  # one fp32 tensor at a time
+    if delta:
+        raise DeltaError(f"{path}: delta does not fit this base (unknown {sorted(delta)[:3]})")
+    return merged

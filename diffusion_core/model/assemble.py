@@ -15,12 +15,19 @@ from diffusion_core.model.base import BASES, BaseError, BaseSpec, base_dir, ensu
 DELTA_FILE = "delta.safetensors"
 
 
-def load_base(spec: BaseSpec, fetch: bool = True):
-    """(NativeLlamaDenoiser with the base weights, its FastTokenizer, the base's GGUF SHA-256)."""
-    from safetensors.torch import load_file
+def load_base(spec: BaseSpec, fetch: bool = True, dtype=None, delta: Path | None = None):
+    """(NativeLlamaDenoiser with the base weights in ``dtype`` (default fp32), its FastTokenizer, the base's GGUF
+    SHA-256); with ``delta``, the delta file at that path folded in (``adapter.merged_weights``).
 
-    from diffusion_core.model.tokenizer import FastTokenizer
+    Each weight is read into private memory, merged and cast before the next is read (``base.read_tensors``),
+    and the model is built on the meta device and takes those tensors as its weights: no random init, no
+    copy, no fp32 model beside a bf16 one."""
+    import torch
+
+    from diffusion_core.model.adapter import merged_weights
+    from diffusion_core.model.base import read_tensors
     from diffusion_core.model.llama import NativeLlamaDenoiser
+    from diffusion_core.model.tokenizer import FastTokenizer
     if not is_converted(spec):
         if not fetch:
             raise BaseError(f"the base {spec.name} is not in {base_dir(spec)}; run `diffill fetch-base` "
@@ -28,9 +35,13 @@ def load_base(spec: BaseSpec, fetch: bool = True):
         ensure_base(spec)
     path = base_dir(spec)
     config = json.loads((path / "config.json").read_text())
-    model = NativeLlamaDenoiser(config)
-    model.load_weights(load_file(str(path / "model.safetensors")))
     sha = json.loads((path / "diffill_base.json").read_text())["gguf_sha256"]
+    dtype = dtype or torch.float32
+    tensors = read_tensors(path / "model.safetensors")
+    state = merged_weights(tensors, delta, sha, dtype) if delta else {name: w.to(dtype) for name, w in tensors}
+    with torch.device("meta"):
+        model = NativeLlamaDenoiser(config)
+    model.load_weights(state)
     return model, FastTokenizer(path), sha
 
 
@@ -41,12 +52,10 @@ def base_spec_of(config: dict) -> BaseSpec:
     return BASES[name]
 
 
-def load_delta_model(path: Path, config: dict):
-    """(merged NativeLlamaDenoiser, tokenizer) for a delta model directory."""
-    from diffusion_core.model.adapter import apply_delta
+def load_delta_model(path: Path, config: dict, dtype=None):
+    """(merged NativeLlamaDenoiser in ``dtype`` (default fp32), tokenizer) for a delta model directory."""
     # Never fetched implicitly: serving a model must not reach the network; set-up fetches the base.
-    model, tokenizer, sha = load_base(base_spec_of(config), fetch=False)
-    model = apply_delta(model, path / DELTA_FILE, sha)
+    model, tokenizer, _ = load_base(base_spec_of(config), fetch=False, dtype=dtype, delta=path / DELTA_FILE)
     model.config.__dict__.update(config)
     model.denoiser.set_layout(config.get("diffill_attention", "full"), tokenizer.mask_token_id)
     return model, tokenizer

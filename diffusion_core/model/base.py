@@ -17,10 +17,12 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +196,34 @@ def convert_gguf(gguf_path: Path, out: Path, spec: BaseSpec | None = None) -> Pa
     tmp.rename(out)
     log.info("converted %s -> %s", gguf_path, out)
     return out
+
+
+_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def read_tensors(path: Path) -> Iterator[tuple[str, "torch.Tensor"]]:
+    """Each tensor of a safetensors file, in file order, read into private memory of its own, one at a time.
+
+    Not memory-mapped (as ``safetensors.torch.load_file`` is): a mapping keeps every page it touched resident
+    until the last tensor is freed, so the whole fp32 file would sit beside the weights kept from it; and
+    writing to a mapped tensor faults its pages in copy-on-write (docs/experiments.md).  A caller that casts
+    or merges each tensor as it comes holds one fp32 tensor at a time."""
+    import torch
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+            start = f.tell()
+            header.pop("__metadata__", None)
+            for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                lo, hi = info["data_offsets"]
+                tensor = torch.empty(info["shape"], dtype=getattr(torch, _SAFETENSORS_DTYPES[info["dtype"]]))
+                raw = tensor.view(-1).view(torch.uint8).numpy()  # the tensor's own bytes, filled in place
+                f.seek(start + lo)
+                if hi - lo != raw.nbytes or f.readinto(raw) != raw.nbytes:
+                    raise BaseError(f"{path}: tensor {name!r} is truncated or its size does not match its shape")
+                yield name, tensor
+    except (OSError, ValueError, KeyError, struct.error) as exc:
+        raise BaseError(f"{path}: cannot read the weights ({exc}); run `diffill fetch-base` again") from exc
 
 
 def _write_tokenizer(m: dict, out: Path, reserved: dict) -> None:

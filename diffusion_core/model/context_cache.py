@@ -10,12 +10,28 @@ every ``refresh`` passes a full pass renews them.
 The suffix moves right as a fill grows.  Rotary position encoding turns a key by an angle proportional
 to its position, and turns compose, so turning a cached key by the shift is exactly the key at its
 new position; only the staleness above is approximate.  ``refresh=1`` is exact: every pass is full.
+
+Shapes are bucketed: oneDNN prepares (and keeps, about 1 MB each) kernels per tensor shape, and every
+keystroke changes the canvas length, so a full pass runs the canvas padded to a multiple of ``ROWS``
+tokens, a partial pass its rows padded to a multiple of ``GAP_ROWS`` and the context it reads to a
+multiple of ``KEYS``; no row reads a padded key.  The engine's own passes (``padded``) pad the canvas
+likewise.  A projection gives the same bits for a row whatever the rows
+beside it; attention over padded (masked) keys differs from unpadded in the last bits.
 """
 from __future__ import annotations
 
 import torch
 
 from diffusion_core.model.llama import NativeLlamaDenoiser, _rotate, rotary
+
+ROWS = 16       # a full pass's rows (the canvas) are padded to a multiple of this (docs/experiments.md)
+GAP_ROWS = 4    # a partial pass's rows (the gap, a few tokens) to a multiple of this
+KEYS = 32       # and the context it reads to a multiple of this
+
+
+def padded(n: int, step: int = ROWS) -> int:
+    """``n`` rounded up to a multiple of ``step``: a pass's length bucket."""
+    return -(-n // step) * step
 
 
 def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -70,9 +86,22 @@ class ContextCache:
             return None
         return start, end
 
+    def _run(self, ids: torch.Tensor, start: int, kv: list[dict], step: int, context: int = 0) -> torch.Tensor:
+        """Hidden states (A, H) of ``ids`` (A,) at positions ``start``..., reading the first ``context`` keys of
+        each layer's padded ``kv[i]["context_k"/"context_v"]``; the rows padded to a multiple of ``step``, the padding
+        never read, each ``kv[i]["k"/"v"]`` left holding the rows' own keys/values, unpadded."""
+        A, rows = len(ids), padded(len(ids), step)
+        keys = kv[0]["context_k"].shape[2] if "context_k" in kv[0] else 0
+        reads = torch.cat([torch.arange(keys) < context, torch.arange(rows) < A])   # (keys + rows,)
+        row_ids = torch.cat([ids, ids.new_zeros(rows - A)])[None]                    # (1, rows)
+        hidden = self.decoder.hidden_beside(row_ids, torch.arange(start, start + rows), kv, reads)[0]
+        for layer in kv:
+            layer["k"], layer["v"] = layer["k"][:, :, :A], layer["v"][:, :, :A]
+        return hidden[:A]                                                            # (A, H)
+
     def _full(self, row: torch.Tensor) -> torch.Tensor:
         self.kv = [{} for _ in self.decoder.layers]
-        hidden = self.decoder.hidden_beside(row[None], torch.arange(len(row)), self.kv)[0]  # (T, H)
+        hidden = self._run(row, 0, self.kv, ROWS)                                    # (T, H)
         self.ids, self.since_full = row.clone(), 1
         self.full_passes += 1
         return hidden
@@ -88,9 +117,10 @@ class ContextCache:
             suffix_k = k[:, :, C - back:]
             if shift:
                 suffix_k = _rotate(suffix_k, cos.to(k.dtype), sin.to(k.dtype))
-            kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k], dim=2),
-                       "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:]], dim=2)})
-        hidden = self.decoder.hidden_beside(row[None, start:end], torch.arange(start, end), kv)[0]  # (A, H)
+            pad = k.new_zeros(1, k.shape[1], padded(start + back, KEYS) - start - back, k.shape[3])
+            kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k, pad], dim=2),    # (1, kv, keys, d)
+                       "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:], pad], dim=2)})
+        hidden = self._run(row[start:end], start, kv, GAP_ROWS, start + back)       # (A, H)
         self.since_full += 1
         self.partial_passes += 1
         return hidden

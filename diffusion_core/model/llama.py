@@ -23,6 +23,7 @@ Adaptation state (LoRA factors, retrained norms, the rows of the mask and null t
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -89,15 +90,21 @@ class _Attention(nn.Module):
         self.k_proj = nn.Linear(s.hidden_size, self.kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(s.hidden_size, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, s.hidden_size, bias=False)
+        self.qkv: nn.Module | None = None  # q, k and v as one projection, for inference (NativeLlamaDenoiser.fuse)
 
     def forward(self, x, cos, sin, mask, cache: dict | None = None, kv: dict | None = None):
         """x (B, T, H); mask (B, 1, T, S) bool.  ``cache``: causal decoding (keys/values of earlier positions
         are kept and grow).  ``kv``: this pass's own rotated keys/values are left in ``kv["k"]``/``["v"]``,
         and keys/values in ``kv["context_k"]``/``["context_v"]`` (other positions) are read beside them."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
-        k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
-        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.qkv is None:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        else:
+            kv_size = self.kv_heads * self.head_dim
+            q, k, v = self.qkv(x).split([self.heads * self.head_dim, kv_size, kv_size], dim=-1)
+        q = q.view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
+        k = k.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
+        v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         if cache is not None:  # causal decoding: keys and values of earlier positions are kept
             if "k" in cache:
@@ -124,9 +131,11 @@ class _MLP(nn.Module):
         self.gate_proj = nn.Linear(s.hidden_size, s.intermediate_size, bias=False)
         self.up_proj = nn.Linear(s.hidden_size, s.intermediate_size, bias=False)
         self.down_proj = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
+        self.gate_up: nn.Module | None = None  # gate and up as one projection, for inference (NativeLlamaDenoiser.fuse)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = (self.gate_proj(x), self.up_proj(x)) if self.gate_up is None else self.gate_up(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class _Layer(nn.Module):
@@ -173,16 +182,19 @@ class _Decoder(nn.Module):
             x = layer(x, cos, sin, mask, None if cache is None else cache[i])
         return self.norm(x)
 
-    def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict]) -> torch.Tensor:
+    def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict],
+                      reads: torch.Tensor | None = None) -> torch.Tensor:
         """Unshifted final hidden states (1, A, H) of ``input_ids`` (1, A) at ``positions`` (A,), full attention,
-        reading each layer's ``kv[i]["context_k"/"context_v"]`` beside their own (none: the canvas alone);
-        each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py)."""
+        reading each layer's ``kv[i]["context_k"/"context_v"]`` (1, kv, C, d) beside their own (none: the canvas
+        alone); each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py).
+        ``reads`` (C + A,) bool: the keys every row reads, context first (None: all; padding: not)."""
         table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
         x = F.embedding(input_ids, table)                                          # (1, A, H)
         cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        mask = None if reads is None else reads[None, None, None, :]               # (1, 1, 1, C + A)
         for layer, layer_kv in zip(self.layers, kv):
-            x = layer(x, cos, sin, None, None, layer_kv)
+            x = layer(x, cos, sin, mask, None, layer_kv)
         return self.norm(x)
 
     def set_layout(self, layout: str, mask_id: int | None) -> None:
@@ -259,7 +271,21 @@ class NativeLlamaDenoiser(nn.Module):
         if missing or unexpected:
             raise ValueError(f"weights do not match this Llama shape (missing {missing[:3]}, unexpected "
                              f"{unexpected[:3]})")
-        self.load_state_dict(renamed, strict=True)
+        self.load_state_dict(renamed, strict=True, assign=True)  # the tensors become the weights: no copy
+
+    @torch.no_grad()
+    def fuse(self, linear: Callable[[torch.Tensor], nn.Module]) -> None:
+        """For inference: q, k and v become one projection, gate and up another (fewer, larger matrix products),
+        and every projection and the head (from the embedding table, which the embedding keeps) are rebuilt as
+        ``linear(weight (out, in))`` (precision.py's prepacked bf16 projection).  Training and the adapter need
+        the separate projections, so only a loaded model for serving is fused."""
+        for layer in self.denoiser.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            attn.qkv = linear(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+            mlp.gate_up = linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+            attn.o_proj, mlp.down_proj = linear(attn.o_proj.weight), linear(mlp.down_proj.weight)
+            del attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj
+        self.lm_head = linear(self.denoiser.embed_tokens.weight)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         """Full logits (B, T, V) for every position (row i predicts token i)."""

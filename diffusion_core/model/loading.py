@@ -141,7 +141,7 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
         raise ModelLoadError(f"{path}: cannot read config.json: {exc}") from exc
     model = tokenizer = None
     if config.get("diffill_base"):  # a delta on a pretrained base (model/assemble.py)
-        model, tokenizer = _load_delta(path, config)
+        model, tokenizer = _load_delta(path, config, precision)
     elif backend != "transformers":
         try:
             model, tokenizer = _load_native(path, config, weights)
@@ -165,13 +165,15 @@ def load_model(name: str | os.PathLike | None = None, threads: int | None = None
     return LoadedModel(model, tokenizer, path, null_id, precision)
 
 
-def _load_delta(path: Path, config: dict):
+def _load_delta(path: Path, config: dict, precision: str):
     from diffusion_core.model.adapter import DeltaError
     from diffusion_core.model.assemble import load_delta_model
     from diffusion_core.model.base import BaseError
     from diffusion_core.model.gguf_file import GGUFError
+    from diffusion_core.model.llama import NativeLlamaDenoiser
+    from diffusion_core.model.precision import weights_dtype
     try:
-        return load_delta_model(path, config)
+        return load_delta_model(path, config, weights_dtype(NativeLlamaDenoiser, precision))
     except (DeltaError, BaseError, GGUFError) as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
 

@@ -9,6 +9,7 @@ falls back to float32 with a logged reason rather than failing.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import warnings
 
@@ -45,6 +46,47 @@ def supported(precision: str) -> tuple[bool, str]:
     return False, f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
 
 
+class PackedLinear(torch.nn.Module):
+    """``x @ weight.T`` with the weight laid out once, at load, in oneDNN's blocked format for this CPU's matrix
+    units.  ``F.linear`` on a bf16 weight reorders it on every call: prepacked, a pass of smollm2-diffill takes
+    about a quarter less time, with the same bits out (docs/performance.md)."""
+
+    def __init__(self, weight: torch.Tensor):                   # (out, in)
+        super().__init__()
+        _return_freed_memory()  # the weights replaced so far: else the packed copies pile up beside them
+        # a Parameter so that parameters() still counts it; the batch-size hint only picks a layout
+        self.weight = torch.nn.Parameter(torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 8),
+                                         requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:         # (..., in) -> (..., out)
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, None, "none", [], "")
+
+
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing): freed weights
+    of a few MB stay in the heap, where the differently sized packed ones do not reuse them (peak RSS at load
+    846 -> 636 MB for 40 ms)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def packing_works() -> bool:
+    """Whether this torch build prepacks bf16 weights (oneDNN) and gives what ``F.linear`` gives."""
+    try:
+        w, x = torch.randn(16, 8).bfloat16(), torch.randn(3, 8).bfloat16()
+        return torch.equal(PackedLinear(w)(x), torch.nn.functional.linear(x, w))
+    except (AttributeError, RuntimeError):  # no mkldnn ops in this build, or not for this CPU
+        return False
+
+
+def weights_dtype(model_class: type, precision: str) -> torch.dtype:
+    """The dtype to read a model's weights in: bf16 where ``precision`` will run it in bf16 (so no fp32 copy is
+    ever held beside the bf16 one), else fp32 (int8 quantizes from fp32)."""
+    return torch.bfloat16 if resolve(model_class, precision) == "bf16" and supported("bf16")[0] else torch.float32
+
+
 def apply_precision(model: torch.nn.Module, precision: str) -> tuple[torch.nn.Module, str]:
     """Return (model converted for inference, the precision actually used)."""
     precision = resolve(model, precision)
@@ -53,7 +95,10 @@ def apply_precision(model: torch.nn.Module, precision: str) -> tuple[torch.nn.Mo
         log.warning("precision %s not available (%s); using fp32", precision, why)
         return model.float(), "fp32"
     if precision == "bf16":
-        return model.to(torch.bfloat16), "bf16"
+        model = model.to(torch.bfloat16)
+        if hasattr(model, "fuse") and packing_works():
+            model.fuse(PackedLinear)
+        return model, "bf16"
     if precision == "int8":
         with warnings.catch_warnings():  # torch >= 2.9 points eager quantization users at torchao
             warnings.simplefilter("ignore")

@@ -129,7 +129,7 @@ def _load_delta_start(cfg: TrainConfig, start: Path | None, resuming: bool):
     model.config.diffill_attention = cfg.attention or start_config.get("diffill_attention", "full")
     model.denoiser.set_layout(model.config.diffill_attention, tok.mask_token_id)
     if start is not None:  # resume (with the optimizer, below) or continue a delta (fresh optimizer)
-        adapter = apply_delta(model, start / DELTA_FILE, sha, merge=False)
+        adapter = apply_delta(model, start / DELTA_FILE, sha)
     else:
         ids = {name: tok.convert_tokens_to_ids(name) for name in (MASK_TOKEN, NULL_TOKEN)}
         adapter = Adapter(model, ids, rank=cfg.lora_rank, alpha=float(cfg.lora_rank))
