@@ -77,6 +77,20 @@ def test_proofread_finds_a_word_of_several_tokens_the_word_list_lacks_in_the_doc
     assert [(c.old, c.new) for c in out.changes] == [("Kierkegard", "Kierkegaard")]
 
 
+def test_exact_scoring_stops_only_texts_that_fall_to_their_floor(engine):
+    # A candidate read token by token is left once its score so far is at or below its floor (each token only
+    # lowers it): the others keep their exact score, and a stopped one stays at or below its floor.
+    from diffusion_core.infer.proofreader import Proofreader
+    reader = Proofreader(engine.tokenizer, engine._forward, lambda tokens: 48)
+    left, right = "Søren Kierkegaard was a Danish philosopher. Later in life,", " wrote mostly about faith."
+    rows = [(left, right, text) for text in (" Kierkegaard", " Kierkegard", " Kirkegaard")]
+    exact = reader.chain_scores(rows)
+    floors = [exact[0] - 1.0, exact[1] + 0.5, 0.0]
+    bounded = reader.chain_scores(rows, floors)
+    assert bounded[0] == pytest.approx(exact[0], abs=0.05)
+    assert exact[1] - 0.05 <= bounded[1] <= floors[1] + 0.05 and exact[2] - 0.05 <= bounded[2] <= 0.05
+
+
 def test_main_job_runs_on_the_smollm2_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "--model", "smollm2-diffill",
                         str(ROOT / "examples" / "gaps.txt")], capture_output=True, text=True, timeout=600)

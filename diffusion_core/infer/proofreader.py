@@ -101,14 +101,16 @@ class Proofreader:
                 exact.append((k, space, word, rest, scores))
             elif scores:
                 verdicts[k] = _best(word, 0.0, scores)
-        # Exactly, in two passes: each word first, then the candidates of the words still unlikely enough for
-        # one to win (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
+        # Exactly: each word first (one pass), then the candidates of the words still unlikely enough for
+        # one to win (a pass per token) (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
         contexts = {k: ("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after])) for k, *_ in exact}
         owns = self.chain_scores([(*contexts[k], space + word) for k, space, word, _, _ in exact])
         bar = -(min(channel.COSTS.values()) + margin)
         doubtful = [(e, own) for e, own in zip(exact, owns) if own <= bar]
-        chain = iter(self.chain_scores([(*contexts[k], space + c) for (k, space, _, options, _), _ in doubtful
-                                         for c in options]))
+        # A candidate is read token by token, and no further once it cannot beat the word by the margin.
+        candidates = [(k, space, word, c, own) for (k, space, word, options, _), own in doubtful for c in options]
+        floors = [own + channel.cost(word, c) + margin for _, _, word, c, own in candidates]
+        chain = iter(self.chain_scores([(*contexts[k], space + c) for k, space, _, c, _ in candidates], floors))
         for (k, space, word, options, scores), own in doubtful:
             verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
         return {k: v for k, v in verdicts.items() if v is not None}
@@ -157,45 +159,63 @@ class Proofreader:
             at_row[(g, t)] = n
         return {k: logp[[at_row[(n % groups, t)] for t in range(*spans[k])]] for n, k in enumerate(judged)}
 
-    def chain_scores(self, rows: list[tuple[str, str, str]], batch: int = 64) -> list[float]:
+    def chain_scores(self, rows: list[tuple[str, str, str]], floors: list[float] | None = None) -> list[float]:
         """log P(text | left, right) for each (left, right, text): the chain rule over the text's tokens, the
-        text's slots hidden from the token scored on, one row per token, all in one batched pass.  Texts of
-        as many tokens in one context share the rows of their common first tokens (every one-token candidate
-        of a word is read off one row)."""
+        text's slots hidden from the token scored on, one row per token.  Texts of as many tokens in one context
+        share the rows of their common first tokens (every one-token candidate of a word is read off one row).
+
+        Without ``floors`` every row is read in one batched pass.  With them (one per text), token j of every
+        text is read in pass j, and a text whose score so far is at or below its floor is read no further (each
+        token only lowers it): its score is then that upper bound, still at or below the floor."""
+        tokens = [self.encode(text) for _, _, text in rows]
+        scores = [0.0] * len(rows)
+        canvases: dict[tuple[str, str, int], object] = {}
+        if floors is None:
+            self._read_tokens(rows, tokens, [(n, j) for n, t in enumerate(tokens) for j in range(len(t))],
+                              scores, canvases)
+            return scores
+        alive = list(range(len(rows)))
+        for j in range(max(map(len, tokens), default=0)):
+            alive = [n for n in alive if j < len(tokens[n]) and (j == 0 or scores[n] > floors[n])]
+            self._read_tokens(rows, tokens, [(n, j) for n in alive], scores, canvases)
+        return scores
+
+    def _read_tokens(self, rows: list[tuple[str, str, str]], tokens: list[list[int]], reads: list[tuple[int, int]],
+                     scores: list[float], canvases: dict, batch: int = 64) -> None:
+        """Add to ``scores[n]`` log p(token j of text n | its first j tokens, the rest hidden) for each (n, j) of
+        ``reads``, in one batched pass (a row per distinct context and prefix)."""
         tok = self.tokenizer
-        unique, ids, where, reads = {}, [], [], []        # reads: (row, target token, which text)
-        for n, (left, right, text) in enumerate(rows):
-            t = self.encode(text)
-            canvas = None
-            for j in range(len(t)):
-                key = (left, right, len(t), tuple(t[:j]))
-                if key not in unique:
-                    if canvas is None:
-                        canvas = build_canvas(tok, [left, right], [len(t)], self.exact_context)
-                    row = canvas.ids.clone()
-                    row[canvas.gaps[0][0]:canvas.gaps[0][0] + j] = torch.tensor(t[:j], dtype=row.dtype)
-                    unique[key] = len(ids)
-                    ids.append(row)
-                    where.append(canvas.gaps[0][0] + j)
-                reads.append((unique[key], t[j], n))
+        unique, ids, where, targets = {}, [], [], []      # targets: (row, target token, which text)
+        for n, j in reads:
+            left, right, _ = rows[n]
+            t = tokens[n]
+            key = (left, right, len(t), tuple(t[:j]))
+            if key not in unique:
+                if (left, right, len(t)) not in canvases:
+                    canvases[left, right, len(t)] = build_canvas(tok, [left, right], [len(t)], self.exact_context)
+                canvas = canvases[left, right, len(t)]
+                row = canvas.ids.clone()                                  # (T,)
+                row[canvas.gaps[0][0]:canvas.gaps[0][0] + j] = torch.tensor(t[:j], dtype=row.dtype)
+                unique[key] = len(ids)
+                ids.append(row)
+                where.append(canvas.gaps[0][0] + j)
+            targets.append((unique[key], t[j], n))
+        if not targets:
+            return
         logps = []
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.mask_token_id
         for lo in range(0, len(ids), batch):
             chunk = ids[lo:lo + batch]
-            grid = torch.full((len(chunk), max(len(r) for r in chunk)), pad, dtype=torch.long)
-            positions = torch.zeros_like(grid, dtype=torch.bool)
+            grid = torch.full((len(chunk), max(len(r) for r in chunk)), pad, dtype=torch.long)   # (B, T)
+            positions = torch.zeros_like(grid, dtype=torch.bool)                                # (B, T)
             for r, row in enumerate(chunk):
                 grid[r, :len(row)] = row
                 positions[r, where[lo + r]] = True
-            logps.append(self.forward(grid, positions).float().log_softmax(-1))    # (rows, V)
-        scores = [0.0] * len(rows)
-        if reads:
-            logp = torch.cat(logps)
-            got = logp[[r for r, _, _ in reads], [t for _, t, _ in reads]].tolist()
-            for (_, _, n), v in zip(reads, got):
-                scores[n] += v
-        return scores
-
+            logps.append(self.forward(grid, positions).float().log_softmax(-1))                 # (B, V)
+        logp = torch.cat(logps)                                                                 # (rows, V)
+        got = logp[[r for r, _, _ in targets], [t for _, t, _ in targets]].tolist()
+        for (_, _, n), v in zip(targets, got):
+            scores[n] += v
 
 def _one_slot(own: list[int], ids: list[int]) -> int | None:
     """The one slot where ``ids`` differs from ``own`` (same length), else None."""
