@@ -14,7 +14,7 @@ from diffusion_core.infer import channel
 from diffusion_core.infer.canvas import build_canvas
 from diffusion_core.infer.proofread import Change, Proofread, apply, chunks, windows
 
-EXACT_CONTEXT = 16  # tokens of context on each side when a word or candidate of several tokens is scored
+EXACT_CONTEXT = 8  # tokens of context on each side when a word or candidate of several tokens is scored (16: docs/proofreading.md)
 
 
 @dataclass
