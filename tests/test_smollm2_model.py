@@ -83,12 +83,12 @@ def test_exact_scoring_stops_only_texts_that_fall_to_their_floor(engine):
     from diffusion_core.infer.proofreader import Proofreader
     reader = Proofreader(engine.tokenizer, engine._forward, lambda tokens: 48)
     left, right = "Søren Kierkegaard was a Danish philosopher. Later in life,", " wrote mostly about faith."
-    rows = [(left, right, text) for text in (" Kierkegaard", " Kierkegard", " Kirkegaard")]
+    rows = [(left, right, text) for text in (" Kierkegaard", " Kierkegard")]   # four tokens each
     exact = reader.chain_scores(rows)
-    floors = [exact[0] - 1.0, exact[1] + 0.5, 0.0]
-    bounded = reader.chain_scores(rows, floors)
-    assert bounded[0] == pytest.approx(exact[0], abs=0.05)
-    assert exact[1] - 0.05 <= bounded[1] <= floors[1] + 0.05 and exact[2] - 0.05 <= bounded[2] <= 0.05
+    bounded = reader.chain_scores(rows, [exact[0] - 1.0, 0.0])
+    # (bf16: the same rows batched otherwise differ by a few hundredths of a nat)
+    assert bounded[0] == pytest.approx(exact[0], abs=0.2)
+    assert bounded[1] <= 0.0 and bounded[1] > exact[1] + 1.0   # left after its first token
 
 
 def test_main_job_runs_on_the_smollm2_model():

@@ -14,7 +14,7 @@ from diffusion_core.infer import channel
 from diffusion_core.infer.canvas import build_canvas
 from diffusion_core.infer.proofread import Change, Proofread, apply, chunks, windows
 
-EXACT_CONTEXT = 8  # tokens of context on each side when a word or candidate of several tokens is scored (16: docs/proofreading.md)
+EXACT_CONTEXT = 16  # tokens of context each side when a text of several tokens is scored exactly (8: experiments.md)
 
 
 @dataclass
@@ -70,20 +70,17 @@ class Proofreader:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def judge(self, before: str, after: str, texts: list[str], chunk_ids: list[list[int]], judged: list[int],
-               document: dict[str, str], margin: float) -> dict[int, tuple[str, float]]:
+              document: dict[str, str], margin: float) -> dict[int, tuple[str, float]]:
         """For each chunk of a window ``judged`` that has a candidate: (its best correction, the correction's
         score minus the word's), the words hidden in one batched pass and the words or candidates of several
-        tokens scored exactly in one more."""
+        tokens scored exactly in more (``chain_scores``)."""
         slots = self.hidden_reading(before, after, chunk_ids, judged)
         verdicts, exact = {}, []
         for k, logp in slots.items():
             space, word = texts[k][:len(texts[k]) - len(texts[k].lstrip())], texts[k].lstrip()
             if not channel.checked(word):
                 continue
-            options = channel.candidates(word, channel.lexicon(), document)
-            guesses = [channel.cased(g, word) for g in self.guesses(space, logp) if channel.checked(g)]
-            options += [g for g in guesses if g not in options and g.lower() != word.lower()  # words, not case
-                        and channel.edits(word, g) <= channel.GUESS_EDITS]
+            options = self.options(space, word, logp, document)
             if not options:
                 continue
             # A candidate that differs from the word in its one word slot is read off the hidden reading (exact
@@ -101,8 +98,23 @@ class Proofreader:
                 exact.append((k, space, word, rest, scores))
             elif scores:
                 verdicts[k] = _best(word, 0.0, scores)
-        # Exactly: each word first (one pass), then the candidates of the words still unlikely enough for
-        # one to win (a pass per token) (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
+        verdicts.update(self.exact_verdicts(before, after, texts, exact, margin))
+        return {k: v for k, v in verdicts.items() if v is not None}
+
+    def options(self, space: str, word: str, logp: torch.Tensor, document: dict[str, str]) -> list[str]:
+        """What ``word`` (its slots read hidden: ``logp`` (its tokens, V)) may stand for: the lexicon's and the
+        document's words one edit away, then the model's own guesses within ``GUESS_EDITS`` edits."""
+        options = channel.candidates(word, channel.lexicon(), document)
+        guesses = [channel.cased(g, word) for g in self.guesses(space, logp) if channel.checked(g)]
+        return options + [g for g in guesses if g not in options and g.lower() != word.lower()  # words, not case
+                          and channel.edits(word, g) <= channel.GUESS_EDITS]
+
+    def exact_verdicts(self, before: str, after: str, texts: list[str], exact: list[tuple], margin: float) -> dict:
+        """``judge``'s verdicts for the words ``exact`` holds, (chunk, space, word, candidates, one-slot scores)
+        each, their candidates of several tokens scored exactly."""
+        verdicts = {}
+        # Exactly: each word first (one pass), then, a pass per token, the candidates of the words still unlikely
+        # enough for one to win (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
         contexts = {k: ("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after])) for k, *_ in exact}
         owns = self.chain_scores([(*contexts[k], space + word) for k, space, word, _, _ in exact])
         bar = -(min(channel.COSTS.values()) + margin)
@@ -113,7 +125,7 @@ class Proofreader:
         chain = iter(self.chain_scores([(*contexts[k], space + c) for k, space, _, c, _ in candidates], floors))
         for (k, space, word, options, scores), own in doubtful:
             verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
-        return {k: v for k, v in verdicts.items() if v is not None}
+        return verdicts
 
     def guesses(self, space: str, logp: torch.Tensor, width: int = 4) -> list[str]:
         """The model's own words for a hidden chunk: a short beam over its slots (read independently), every
@@ -132,7 +144,8 @@ class Proofreader:
                 out.append(text[len(space):])
         return out
 
-    def hidden_reading(self, before: str, after: str, chunk_ids: list[list[int]], judged: list[int]) -> dict[int, torch.Tensor]:
+    def hidden_reading(self, before: str, after: str, chunk_ids: list[list[int]],
+                       judged: list[int]) -> dict[int, torch.Tensor]:
         """Per judged chunk: the log-probabilities (its tokens, V) at its slots with it hidden, in one batched
         pass (every fourth judged chunk hidden in each of four rows)."""
         tok = self.tokenizer
