@@ -24,6 +24,12 @@ class Proofreader:
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # logits (N, V) at the positions
     context: Callable[[int], int]   # tokens of context on each side of a window of that many tokens
     exact_context: int = EXACT_CONTEXT  # the same for the exact (chain-rule) scoring
+    passes: int = 0                 # forward passes so far
+
+    def read(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (N, V) at the ``positions`` (B, T) of ``ids`` (B, T): one forward pass."""
+        self.passes += 1
+        return self.forward(ids, positions).float().log_softmax(-1)
 
     def proofread(self, prefix: str, passage: str, suffix: str, margin: float,
                   on_step: Callable | None = None) -> Proofread:
@@ -34,7 +40,7 @@ class Proofreader:
         texts = [passage[c.start:c.end] for c in pieces]              # each chunk as it now stands
         token_ids = [self.encode(t) for t in texts]
         document = channel.document_words(prefix + passage + suffix)
-        changes, passes = [], 0
+        changes = []
         groups = windows([len(t) for t in token_ids])
         for n, group in enumerate(groups):
             lo, hi = pieces[group[0]].start, pieces[group[-1]].end
@@ -44,7 +50,7 @@ class Proofreader:
                 return self.judge(before, passage[hi:] + suffix, [texts[i] for i in group],
                                    [token_ids[i] for i in group], judged, document, margin)
             judged = [k for k, i in enumerate(group) if pieces[i].word and channel.checked(texts[i].lstrip())]
-            verdicts, passes = judge(judged), passes + 2
+            verdicts = judge(judged)
             if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
                 on_step(n + 1, len(groups), None)
             for k, i in enumerate(group):
@@ -63,8 +69,7 @@ class Proofreader:
                     for j in doubtful:
                         verdicts.pop(j)
                     verdicts.update(judge(doubtful))
-                    passes += 2
-        return Proofread(apply(passage, changes), changes, passes)
+        return Proofread(apply(passage, changes), changes, self.passes)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -166,7 +171,7 @@ class Proofreader:
         positions = torch.zeros_like(rows, dtype=torch.bool)            # (G, T): where each chunk is hidden
         for n, k in enumerate(judged):
             positions[n % groups, spans[k][0]:spans[k][1]] = True
-        logp = self.forward(rows.masked_fill(positions, tok.mask_token_id), positions).float().log_softmax(-1)
+        logp = self.read(rows.masked_fill(positions, tok.mask_token_id), positions)       # (hidden slots, V)
         at_row = {}                                                     # row-major order of the hidden slots
         for n, (g, t) in enumerate(positions.nonzero().tolist()):
             at_row[(g, t)] = n
@@ -224,7 +229,7 @@ class Proofreader:
             for r, row in enumerate(chunk):
                 grid[r, :len(row)] = row
                 positions[r, where[lo + r]] = True
-            logps.append(self.forward(grid, positions).float().log_softmax(-1))                 # (B, V)
+            logps.append(self.read(grid, positions))                                            # (B, V)
         logp = torch.cat(logps)                                                                 # (rows, V)
         got = logp[[r for r, _, _ in targets], [t for _, t, _ in targets]].tolist()
         for (_, _, n), v in zip(targets, got):
