@@ -93,3 +93,9 @@ def test_a_long_passage_reports_each_window_and_can_be_cancelled(engine):
     with pytest.raises(Cancelled):
         engine.proofread("", text, "", on_step=stop_at_second_window)
     assert seen[-1][0] == 2 and seen[-1][1] >= 3
+
+
+def test_the_evaluation_drops_the_words_cut_at_a_record_s_ends():
+    from diffusion_core.eval.proofread_eval import whole_words
+    assert whole_words("overnment of the land was populati") == " of the land was "
+    assert whole_words(" The end.\n") == " The end.\n"

@@ -77,6 +77,20 @@ def test_proofread_finds_a_word_of_several_tokens_the_word_list_lacks_in_the_doc
     assert [(c.old, c.new) for c in out.changes] == [("Kierkegard", "Kierkegaard")]
 
 
+def test_exact_scoring_stops_only_texts_that_fall_to_their_floor(engine):
+    # A candidate read token by token is left once its score so far is at or below its floor (each token only
+    # lowers it): the others keep their exact score, and a stopped one stays at or below its floor.
+    from diffusion_core.infer.proofreader import Proofreader
+    reader = Proofreader(engine.tokenizer, engine._forward, lambda tokens: 48)
+    left, right = "Søren Kierkegaard was a Danish philosopher. Later in life,", " wrote mostly about faith."
+    rows = [(left, right, text) for text in (" Kierkegaard", " Kierkegard")]   # four tokens each
+    exact = reader.chain_scores(rows)
+    bounded = reader.chain_scores(rows, [exact[0] - 1.0, 0.0])
+    # (bf16: the same rows batched otherwise differ by a few hundredths of a nat)
+    assert bounded[0] == pytest.approx(exact[0], abs=0.2)
+    assert bounded[1] <= 0.0 and bounded[1] > exact[1] + 1.0   # left after its first token
+
+
 def test_main_job_runs_on_the_smollm2_model():
     r = subprocess.run([sys.executable, "-m", "diffusion_core.cli", "fill", "--model", "smollm2-diffill",
                         str(ROOT / "examples" / "gaps.txt")], capture_output=True, text=True, timeout=600)

@@ -41,6 +41,7 @@ ERRORS = ("typo", "real", "swap")
 HOMOPHONES = [("their", "there"), ("there", "their"), ("its", "it's"), ("it's", "its"), ("your", "you're"),
               ("then", "than"), ("than", "then"), ("to", "too"), ("affect", "effect"), ("effect", "affect"),
               ("lose", "loose"), ("whose", "who's"), ("were", "where"), ("weather", "whether"), ("know", "no")]
+CUT_START, CUT_END = re.compile(r"^\w+"), re.compile(r"\w+$")   # a word at either end of a record
 COMMENT = re.compile(r"#[^\n]*|\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|//[^\n]*|/\*[\s\S]*?\*/")
 
 
@@ -50,12 +51,19 @@ def passages(split: str, kinds: tuple[str, ...], n: int) -> list[str]:
     for line in open(ROOT / "data" / "eval" / f"{split}.jsonl", encoding="utf-8"):
         r = json.loads(line)
         if r["kind"] in kinds:
-            text = r["prefix"] + r["answer"] + r["suffix"]
+            text = whole_words(r["prefix"] + r["answer"] + r["suffix"])
             if kinds == CODE:
                 text = "\n".join(m.group().strip() for m in COMMENT.finditer(text))
             if len(WORD.findall(text)) >= 20:
                 out.append(text)
     return out[:n]
+
+
+def whole_words(text: str) -> str:
+    """``text`` without the word at either end when the record starts or ends in a word: the records were cut
+    anywhere, and half a word (``overnment``) would be a false alarm no writer makes (a whole word there goes
+    too)."""
+    return CUT_END.sub("", CUT_START.sub("", text))
 
 
 def typo(word: str, rng: random.Random) -> str:

@@ -3,7 +3,7 @@
 fill (one gap, N ranked candidates), fill_gaps (several gaps), continue_text
 (empty suffix), bridge (interpolate between two passages), rewrite (re-mask a
 passage's least confident tokens and denoise again) and proofread (correct
-the words a writer more likely meant otherwise; proofread.py, channel.py).
+the words a writer more likely meant otherwise; proofread.py, proofreader.py, channel.py).
 
 A gap of unknown length is filled by grow (grow.py): written in reading order
 and cut where the model says the gap ends; several gaps one after another
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from diffusion_core.infer import channel, proofread as proofreading
+from diffusion_core.infer import proofread as proofreading
 from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.grow import GROW_WINDOW, grow
+from diffusion_core.infer.proofreader import EXACT_CONTEXT, Proofreader
 from diffusion_core.infer.joining import breaks_line, ends_sentence_early, fit, is_blank, opens_line, stays_in_line
 from diffusion_core.model.mlm_head import MaskedLMRunner
 from diffusion_core.model.context_cache import ContextCache, padded
@@ -38,7 +39,6 @@ from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
-PROOFREAD_CONTEXT = 16  # tokens of context on each side when a word or candidate of several tokens is scored
 JOBS = ("fill", "sized", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
 # a fill that ends a sentence (its closing quote or bracket may follow) or a line
 WHOLE = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*|\n)[ \t]*$")
@@ -448,197 +448,15 @@ class InfillEngine:
     @torch.no_grad()
     def proofread(self, prefix: str, passage: str, suffix: str, margin: float | None = None,
                   on_step: Callable | None = None, settings: EngineSettings | None = None) -> proofreading.Proofread:
-        """The words of ``passage`` a writer more likely meant otherwise, replaced (``proofread.py`` says how).
-
-        ``margin``: nats by which a correction must beat the word (default: the ``proofreadMargin`` setting).
-        """
+        """The words of ``passage`` a writer more likely meant otherwise, replaced (``proofread.py`` says how,
+        ``proofreader.py`` scores).  ``margin``: nats by which a correction must beat the word (default: the
+        ``proofreadMargin`` setting)."""
         s = settings or self.settings
         margin = s.proofread_margin if margin is None else margin
-        pieces = proofreading.chunks(passage)
-        texts = [passage[c.start:c.end] for c in pieces]              # each chunk as it now stands
-        token_ids = [self._encode(t) for t in texts]
-        document = channel.document_words(prefix + passage + suffix)
-        changes, passes = [], 0
-        groups = proofreading.windows([len(t) for t in token_ids])
-        for n, group in enumerate(groups):
-            lo, hi = pieces[group[0]].start, pieces[group[-1]].end
-
-            def judge(judged: list[int]) -> dict[int, tuple[str, float]]:
-                before = prefix + proofreading.apply(passage[:lo], [c for c in changes if c.end <= lo])
-                return self._judge(before, passage[hi:] + suffix, [texts[i] for i in group],
-                                   [token_ids[i] for i in group], judged, document, margin, s)
-            judged = [k for k, i in enumerate(group) if pieces[i].word and channel.checked(texts[i].lstrip())]
-            verdicts, passes = judge(judged), passes + 2
-            if on_step is not None:  # a long passage is many windows: progress (and cancellation) between them
-                on_step(n + 1, len(groups), None)
-            for k, i in enumerate(group):
-                if k not in verdicts or verdicts[k][1] <= margin:
-                    continue
-                new, gain = verdicts[k]
-                at = pieces[i].word_start(passage)
-                changes.append(proofreading.Change(at, pieces[i].end, passage[at:pieces[i].end], new, gain))
-                texts[i] = passage[pieces[i].start:at] + new
-                token_ids[i] = self._encode(texts[i])
-                # The next words were judged beside the wrong one: the two after it that would change are
-                # judged again beside the correction.
-                after = [j for j in judged if j > k][:2]
-                doubtful = [j for j in after if j in verdicts and verdicts[j][1] > margin]
-                if doubtful:
-                    for j in doubtful:
-                        verdicts.pop(j)
-                    verdicts.update(judge(doubtful))
-                    passes += 2
-        return proofreading.Proofread(proofreading.apply(passage, changes), changes, passes)
-
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False).input_ids
-
-    def _judge(self, before: str, after: str, texts: list[str], chunk_ids: list[list[int]], judged: list[int],
-               document: dict[str, str], margin: float, s: EngineSettings) -> dict[int, tuple[str, float]]:
-        """For each chunk of a window ``judged`` that has a candidate: (its best correction, the correction's
-        score minus the word's), the words hidden in one batched pass and the words or candidates of several
-        tokens scored exactly in one more."""
-        slots = self._hidden_reading(before, after, chunk_ids, judged, s)
-        verdicts, exact = {}, []
-        for k, logp in slots.items():
-            space, word = texts[k][:len(texts[k]) - len(texts[k].lstrip())], texts[k].lstrip()
-            if not channel.checked(word):
-                continue
-            options = channel.candidates(word, channel.lexicon(), document)
-            guesses = [channel.cased(g, word) for g in self._guesses(space, logp) if channel.checked(g)]
-            options += [g for g in guesses if g not in options and g.lower() != word.lower()  # words, not case
-                        and channel.edits(word, g) <= channel.GUESS_EDITS]
-            if not options:
-                continue
-            # A candidate that differs from the word in its one word slot is read off the hidden reading (exact
-            # for a word of one token beside blank ones: "\nWord"); the others are scored exactly below (read
-            # hidden, the slots of " Kier|ke|gard" are each guessed without the others).
-            own, ids = chunk_ids[k], {c: self._encode(space + c) for c in options}
-            wordy = [j for j, t in enumerate(own) if self.tokenizer.decode([t]).strip()]
-            slot = {c: _one_slot(own, i) if len(wordy) == 1 else None for c, i in ids.items()}
-            scores = {c: logp[j, ids[c][j]].item() - logp[j, own[j]].item() for c, j in slot.items() if j is not None}
-            # No candidate can beat a word already likelier than e^-(cheapest slip + margin): those are not scored
-            # exactly (read hidden, slot by slot, a word of several tokens looks no likelier than it is).
-            likely = logp.gather(-1, torch.tensor(own)[:, None]).sum().item() > -(min(channel.COSTS.values()) + margin)
-            rest = [] if likely else [c for c in options if slot[c] is None][:channel.MAX_EXACT]
-            if rest:
-                exact.append((k, space, word, rest, scores))
-            elif scores:
-                verdicts[k] = _best(word, 0.0, scores)
-        # Exactly, in two passes: each word first, then the candidates of the words still unlikely enough for
-        # one to win (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
-        contexts = {k: ("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after])) for k, *_ in exact}
-        owns = self._chain_scores([(*contexts[k], space + word) for k, space, word, _, _ in exact], s)
-        bar = -(min(channel.COSTS.values()) + margin)
-        doubtful = [(e, own) for e, own in zip(exact, owns) if own <= bar]
-        chain = iter(self._chain_scores([(*contexts[k], space + c) for (k, space, _, options, _), _ in doubtful
-                                         for c in options], s))
-        for (k, space, word, options, scores), own in doubtful:
-            verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
-        return {k: v for k, v in verdicts.items() if v is not None}
-
-    def _guesses(self, space: str, logp: torch.Tensor, width: int = 4) -> list[str]:
-        """The model's own words for a hidden chunk: a short beam over its slots (read independently), every
-        length up to the chunk's, and the top single tokens."""
-        beam = [([], 0.0)]
-        found = []
-        for j in range(logp.shape[0]):
-            top = logp[j].topk(width)
-            beam = sorted(((ids + [t], score + v) for ids, score in beam
-                           for v, t in zip(top.values.tolist(), top.indices.tolist())), key=lambda b: -b[1])[:width]
-            found += [ids for ids, _ in beam]
-        out = []
-        for ids in found:
-            text = self.tokenizer.decode(ids)
-            if text.startswith(space) and text[len(space):] and text[len(space):] not in out:
-                out.append(text[len(space):])
-        return out
-
-    def _hidden_reading(self, before: str, after: str, chunk_ids: list[list[int]], judged: list[int],
-                        s: EngineSettings) -> dict[int, torch.Tensor]:
-        """Per judged chunk: the log-probabilities (its tokens, V) at its slots with it hidden, in one batched
-        pass (every fourth judged chunk hidden in each of four rows)."""
-        tok = self.tokenizer
-        body = [t for ids in chunk_ids for t in ids]
-        judged = [k for k in judged if chunk_ids[k]]
-        if not judged:
-            return {}
+        reader = Proofreader(self.tokenizer, self._forward, lambda tokens: self._context(s, tokens, 1),
+                             min(EXACT_CONTEXT, s.context_tokens))
         with self._lock:
-            canvas = build_canvas(tok, [before, after], [len(body)], self._context(s, len(body), 1))
-            a, _ = canvas.gaps[0]
-            base = canvas.ids.clone()
-            base[a:a + len(body)] = torch.tensor(body)
-            spans, at = [], a
-            for ids in chunk_ids:
-                spans.append((at, at + len(ids)))
-                at += len(ids)
-            groups = min(4, len(judged))
-            rows = base.repeat(groups, 1)                                   # (G, T)
-            positions = torch.zeros_like(rows, dtype=torch.bool)            # (G, T): where each chunk is hidden
-            for n, k in enumerate(judged):
-                positions[n % groups, spans[k][0]:spans[k][1]] = True
-            logp = self._forward(rows.masked_fill(positions, tok.mask_token_id), positions).float().log_softmax(-1)
-        at_row = {}                                                     # row-major order of the hidden slots
-        for n, (g, t) in enumerate(positions.nonzero().tolist()):
-            at_row[(g, t)] = n
-        return {k: logp[[at_row[(n % groups, t)] for t in range(*spans[k])]] for n, k in enumerate(judged)}
-
-    def _chain_scores(self, rows: list[tuple[str, str, str]], s: EngineSettings, batch: int = 64) -> list[float]:
-        """log P(text | left, right) for each (left, right, text): the chain rule over the text's tokens, the
-        text's slots hidden from the token scored on, one row per token, all in one batched pass.  Texts of
-        as many tokens in one context share the rows of their common first tokens (every one-token candidate
-        of a word is read off one row)."""
-        tok = self.tokenizer
-        unique, ids, where, reads = {}, [], [], []        # reads: (row, target token, which text)
-        for n, (left, right, text) in enumerate(rows):
-            t = self._encode(text)
-            canvas = None
-            for j in range(len(t)):
-                key = (left, right, len(t), tuple(t[:j]))
-                if key not in unique:
-                    if canvas is None:
-                        canvas = build_canvas(tok, [left, right], [len(t)], min(PROOFREAD_CONTEXT, s.context_tokens))
-                    row = canvas.ids.clone()
-                    row[canvas.gaps[0][0]:canvas.gaps[0][0] + j] = torch.tensor(t[:j], dtype=row.dtype)
-                    unique[key] = len(ids)
-                    ids.append(row)
-                    where.append(canvas.gaps[0][0] + j)
-                reads.append((unique[key], t[j], n))
-        logps = []
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.mask_token_id
-        for lo in range(0, len(ids), batch):
-            chunk = ids[lo:lo + batch]
-            grid = torch.full((len(chunk), max(len(r) for r in chunk)), pad, dtype=torch.long)
-            positions = torch.zeros_like(grid, dtype=torch.bool)
-            for r, row in enumerate(chunk):
-                grid[r, :len(row)] = row
-                positions[r, where[lo + r]] = True
-            with self._lock:
-                logps.append(self._forward(grid, positions).float().log_softmax(-1))    # (rows, V)
-        scores = [0.0] * len(rows)
-        if reads:
-            logp = torch.cat(logps)
-            got = logp[[r for r, _, _ in reads], [t for _, t, _ in reads]].tolist()
-            for (_, _, n), v in zip(reads, got):
-                scores[n] += v
-        return scores
-
-
-def _one_slot(own: list[int], ids: list[int]) -> int | None:
-    """The one slot where ``ids`` differs from ``own`` (same length), else None."""
-    if len(ids) != len(own):
-        return None
-    differ = [j for j, (a, b) in enumerate(zip(own, ids)) if a != b]
-    return differ[0] if len(differ) == 1 else None
-
-
-def _best(word: str, own: float, scores: dict[str, float]) -> tuple[str, float] | None:
-    """(the candidate that best explains ``word``, by how much it beats the word itself), or None."""
-    if not scores:
-        return None
-    gains = {c: v - channel.cost(word, c) - own for c, v in scores.items()}
-    best = max(gains, key=gains.get)
-    return best, gains[best]
+            return reader.proofread(prefix, passage, suffix, margin, on_step)
 
 
 def _at_line_start(before: str) -> bool:
