@@ -7,7 +7,7 @@ export interface Range { start: Position; end: Position }
 /** Settings the server understands (server/config.py); `server.*` and `trace.*` stay in the client. */
 export const SERVER_SETTINGS = [
   'model', 'steps', 'trigger', 'enabledLanguages', 'disabledLanguages',
-  'maxTokens', 'candidates', 'threshold', 'gapMarker', 'precision',
+  'maxTokens', 'candidates', 'threshold', 'gapMarker', 'precision', 'proofreadMargin',
   // Not contributed, but passed on when a user writes them into settings.json.
   'contextChars', 'maxDocumentChars', 'threads', 'contextTokens',
 ] as const;
