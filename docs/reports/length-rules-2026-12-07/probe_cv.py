@@ -1,6 +1,7 @@
-"""5-fold cross-validated AUC, prose-short against prose-long, of the ridge probe on the corpus gaps (train.pt)."""
+"""5-fold cross-validated AUC, prose-short against prose-long, of the ridge probe on the corpus gaps (train.safetensors)."""
+from probe_io import load
 import torch
-d = torch.load("train.pt"); x = d["x"]; kinds = [m["kind"] for m in d["meta"]]
+d = load("train.safetensors"); x = d["x"]; kinds = [m["kind"] for m in d["meta"]]
 y = torch.tensor([m["tokens"] for m in d["meta"]], dtype=torch.float).log()
 idx = [i for i, k in enumerate(kinds) if k.startswith("prose")]
 x, y = x[idx], y[idx]; lab = torch.tensor([kinds[i] == "prose-long" for i in idx])

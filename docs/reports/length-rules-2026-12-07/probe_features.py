@@ -1,6 +1,7 @@
-"""The states that predict grow's two masked slots on its first pass, per gap. Usage: probe_features.py GAPS.jsonl OUT.pt"""
+"""The states that predict grow's two masked slots on its first pass, per gap. Usage: probe_features.py GAPS.jsonl OUT.safetensors (and OUT.safetensors.meta.json)"""
 import json, sys, time
 import torch
+from probe_io import save
 from diffusion_core.infer.engine import EngineSettings, InfillEngine
 from diffusion_core.model.loading import load_model
 torch.set_num_threads(1)
@@ -23,4 +24,4 @@ for n, line in enumerate(open(sys.argv[1])):
     rows.append(torch.cat([feats.reshape(-1)]))
     meta.append({"id": it["id"], "kind": it["kind"], "tokens": ans, "words": len(it["answer"].split()), "chars": len(it["answer"])})
     if n % 100 == 0: print(n, round(time.time() - t0), file=sys.stderr)
-torch.save({"x": torch.stack(rows), "meta": meta}, sys.argv[2])
+save(sys.argv[2], torch.stack(rows), meta)

@@ -1,6 +1,7 @@
 """Ridge probe: predict log(answer tokens) from grow's first-pass states; fit on ARG1, report on ARG2 per kind."""
+from probe_io import load
 import sys, torch, statistics as st
-cal = torch.load(sys.argv[1]); dev = torch.load(sys.argv[2])
+cal = load(sys.argv[1]); dev = load(sys.argv[2])
 def xy(d):
     return d["x"], torch.tensor([m["tokens"] for m in d["meta"]], dtype=torch.float).log()
 xc, yc = xy(cal); xd, yd = xy(dev)
