@@ -75,7 +75,7 @@ def _insert(w: str, j: int, costs) -> float:
 
 
 def one_edit(word: str) -> set[str]:
-    """Every string one operation away from ``word`` (lower case)."""
+    """Every string one operation away from ``word`` (lower case), unordered: callers rank what they keep."""
     w = word.lower()
     splits = [(w[:i], w[i:]) for i in range(len(w) + 1)]
     out = {a + b[1:] for a, b in splits if b}
@@ -83,7 +83,7 @@ def one_edit(word: str) -> set[str]:
     out |= {a + x + b[1:] for a, b in splits if b for x in LETTERS}
     out |= {a + x + b for a, b in splits for x in LETTERS}
     out.discard(w)
-    return sorted(out, key=lambda c: cost(word, c))
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,6 @@ only decides whether a pass may also commit the slots the model is sure of.
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from diffusion_core.infer import proofread as proofreading
 from diffusion_core.infer.canvas import before_gap, build_canvas, decode_fill, frame_ids, special_ids, window_ids
 from diffusion_core.infer.grow import GROW_WINDOW, grow
 from diffusion_core.infer.proofreader import EXACT_CONTEXT, Proofreader
-from diffusion_core.infer.joining import breaks_line, ends_sentence_early, fit, is_blank, opens_line, stays_in_line
+from diffusion_core.infer.joining import (WHOLE, breaks_line, ends_sentence_early, fit, is_blank, opens_line,
+                                         stays_in_line)
 from diffusion_core.model.mlm_head import MaskedLMRunner
 from diffusion_core.model.context_cache import ContextCache, padded
 from diffusion_core.model.llama import NativeLlamaDenoiser
@@ -40,8 +40,6 @@ from diffusion_core.settings import BY_NAME
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
 JOBS = ("fill", "sized", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
-# a fill that ends a sentence (its closing quote or bracket may follow) or a line
-WHOLE = re.compile(r"([.!?\u2026][\"'\u201d\u2019)\]]*|\n)[ \t]*$")
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
 
 

@@ -34,7 +34,9 @@ import re
 
 SPACE = " \t"                                   # horizontal whitespace
 LINE_BREAK = re.compile(r"\r\n|\r|\n")          # the LSP's line ends
-SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*[ \t]*$")  # its closing quote or bracket may follow
+_CLOSES_SENTENCE = r"[.!?\u2026][\"'\u201d\u2019)\]]*"  # a sentence's end; its closing quote or bracket may follow
+SENTENCE_END = re.compile(_CLOSES_SENTENCE + r"[ \t]*$")      # text that ends a sentence
+WHOLE = re.compile(rf"({_CLOSES_SENTENCE}|\n)[ \t]*$")         # text that ends a sentence or a line
 
 
 def _wordy(ch: str) -> bool:
