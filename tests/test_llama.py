@@ -408,7 +408,8 @@ def test_context_cache_runs_a_few_shapes_whatever_the_canvas_length(tiny_base):
         canvas[0, length // 2:length // 2 + 2] = m
         cache = ContextCache(model, refresh=8)
         plain = model.lm_head(model.denoiser(canvas)[canvas == m])
-        torch.testing.assert_close(cache(canvas, canvas == m), plain)  # padding is never read
+        # padding is never read (masked keys change only the last bits of the fused attention)
+        torch.testing.assert_close(cache(canvas, canvas == m), plain, rtol=1e-4, atol=1e-4)
         canvas[0, length // 2] = 30
         cache(canvas, canvas == m)
     full = {rows for rows, keys in seen if keys == rows}

@@ -51,7 +51,7 @@ class ContextCache:
             raise ValueError("refresh must be at least 1 (1: every pass is full)")
         self.decoder, self.head, self.refresh, self.ban = model.denoiser, model.lm_head, refresh, ban
         self.ids: torch.Tensor | None = None    # (C,) the canvas of the last full pass
-        self.kv: list[dict] = []                # per layer: "k", "v" (1, kv, C, d) of that pass, rotated
+        self.keys = self.values = torch.empty(0)  # (L, kv, C, d): every layer's keys (rotated) / values of that pass
         self.since_full = 0
         self.full_passes = self.partial_passes = 0
 
@@ -100,8 +100,11 @@ class ContextCache:
         return hidden[:A]                                                            # (A, H)
 
     def _full(self, row: torch.Tensor) -> torch.Tensor:
-        self.kv = [{} for _ in self.decoder.layers]
-        hidden = self._run(row, 0, self.kv, ROWS)                                    # (T, H)
+        kv = [{} for _ in self.decoder.layers]
+        hidden = self._run(row, 0, kv, ROWS)                                         # (T, H)
+        # all layers in one tensor: a partial pass then builds every layer's context in a few ops, not 600
+        self.keys = torch.cat([layer["k"] for layer in kv])                          # (L, kv, C, d)
+        self.values = torch.cat([layer["v"] for layer in kv])
         self.ids, self.since_full = row.clone(), 1
         self.full_passes += 1
         return hidden
@@ -110,16 +113,16 @@ class ContextCache:
         T, C = len(row), len(self.ids)
         back = T - end                                      # suffix tokens read from the cache
         shift = T - C                                       # how far the suffix moved
-        cos, sin = rotary(torch.tensor([shift]), self.decoder.shape.head_dim, self.decoder.shape.rope_theta)
-        kv = []
-        for layer in self.kv:
-            k, v = layer["k"], layer["v"]                   # (1, kv, C, d)
-            suffix_k = k[:, :, C - back:]
-            if shift:
-                suffix_k = _rotate(suffix_k, cos.to(k.dtype), sin.to(k.dtype))
-            pad = k.new_zeros(1, k.shape[1], padded(start + back, KEYS) - start - back, k.shape[3])
-            kv.append({"context_k": torch.cat([k[:, :, :start], suffix_k, pad], dim=2),    # (1, kv, keys, d)
-                       "context_v": torch.cat([v[:, :, :start], v[:, :, C - back:], pad], dim=2)})
+        keys, values = self.keys, self.values                                    # (L, kv, C, d)
+        suffix_k = keys[:, :, C - back:]
+        if shift:
+            cos, sin = rotary(torch.tensor([shift]), self.decoder.shape.head_dim, self.decoder.shape.rope_theta)
+            suffix_k = _rotate(suffix_k, cos.to(keys.dtype), sin.to(keys.dtype))
+        L, heads, _, d = keys.shape
+        pad = keys.new_zeros(L, heads, padded(start + back, KEYS) - start - back, d)
+        context_k = torch.cat([keys[:, :, :start], suffix_k, pad], dim=2)           # (L, kv, keys, d)
+        context_v = torch.cat([values[:, :, :start], values[:, :, C - back:], pad], dim=2)
+        kv = [{"context_k": context_k[i:i + 1], "context_v": context_v[i:i + 1]} for i in range(L)]
         hidden = self._run(row[start:end], start, kv, GAP_ROWS, start + back)       # (A, H)
         self.since_full += 1
         self.partial_passes += 1
