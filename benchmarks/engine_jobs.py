@@ -57,9 +57,7 @@ def _rewrite(engine, x, s):
 def make_jobs(items: list[dict], tokenizer, n: int) -> list[Job]:
     """The benchmark's jobs, each over ``n`` fixed inputs from the dev set."""
     prose = inp.first(inp.of_kind(items, "prose-short"), inp.single_gap, n)
-    given = [dict(x, id=x["id"] + "/oracle",
-                  length=max(1, len(tokenizer(x["answers"][0], add_special_tokens=False).input_ids)))
-             for x in prose]
+    given = [dict(inp.with_length(x, tokenizer), id=x["id"] + "/oracle") for x in prose]
     code = inp.of_kind(items, "code-tail")
     return [
         Job("short prose gap", "prose-short, unknown length", prose, _fill),

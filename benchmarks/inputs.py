@@ -49,7 +49,8 @@ def multi_line_gap(item: dict) -> dict | None:
 
 def three_gaps(item: dict, spans=((6, 7), (14, 15))) -> dict | None:
     """Three gaps in one text: the item's own gap, and two 2-word spans of its suffix
-    (words 7-8 and 15-16 after the gap, counting from 1)."""
+    (words 7-8 and 15-16 after the gap, counting from 1).  ``one``: the same text with the item's own gap
+    only (the two spans written), for 3 gaps against 1."""
     words = list(WORD.finditer(item["suffix"]))
     if len(words) <= spans[-1][1] + 1:
         return None
@@ -57,7 +58,7 @@ def three_gaps(item: dict, spans=((6, 7), (14, 15))) -> dict | None:
     cuts = [(words[a].start(), words[b].end()) for a, b in spans]
     pieces = [item["prefix"], suffix[:cuts[0][0]], suffix[cuts[0][1]:cuts[1][0]], suffix[cuts[1][1]:]]
     answers = [item["answer"]] + [suffix[a:b] for a, b in cuts]
-    return {"id": f"{item['id']}/3gaps", "pieces": pieces, "answers": answers}
+    return {"id": f"{item['id']}/3gaps", "pieces": pieces, "answers": answers, "one": [item["prefix"], suffix]}
 
 
 def rewrite_selection(item: dict, words: int = 40) -> dict | None:
@@ -84,6 +85,11 @@ def first(items: list[dict], build, n: int) -> list[dict]:
     return out
 
 
+def with_length(x: dict, tokenizer) -> dict:
+    """A one-gap input with its answer's token count as ``length`` (the oracle, at least 1)."""
+    return dict(x, length=max(1, len(tokenizer(x["answers"][0], add_special_tokens=False).input_ids)))
+
+
 def quality_subset(items: list[dict], n: int) -> list[dict]:
     """A fixed, kind-balanced subset: the first items of each kind, interleaved kind by kind."""
     kinds = sorted({it["kind"] for it in items})
@@ -102,6 +108,13 @@ def server_cases(items: list[dict], n: int) -> list[dict]:
     return [{"name": "short prose gap", "language": "plaintext",
              "inputs": first(of_kind(items, "prose-short"), single_gap, n)},
             {"name": "code-line gap", "language": "python", "inputs": first(of_kind(items, "code-tail"), single_gap, n)}]
+
+
+def per_token_inputs(items: list[dict], tokenizer, n: int) -> list[dict]:
+    """ms per filled token is compared on the first ``n`` ``prose-short`` and the first ``n`` ``code-tail``
+    gaps, each with its answer's token count (the baseline's length)."""
+    return [with_length(x, tokenizer) for kind in ("prose-short", "code-tail")
+            for x in first(of_kind(items, kind), single_gap, n)]
 
 
 def load_dev(path: str | Path = DEV) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Diffill benchmark: latency, passes, quality, the language server, start-up, memory and the compute floor.
+"""Diffill benchmark: latency, passes, quality, the language server, start-up, memory and the compute floor,
+with issue 33's targets judged on them.
 
     python benchmarks/run.py --out benchmarks/results --name results
 
@@ -27,12 +28,16 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from benchmarks import engine_jobs, floor, inputs, lsp_roundtrip, report  # noqa: E402
+from benchmarks import engine_jobs, floor, inputs, lsp_roundtrip, report, side_by_side  # noqa: E402
 from benchmarks.timing import now_ms  # noqa: E402
 from diffusion_core.infer.engine import EngineSettings, InfillEngine  # noqa: E402
-from diffusion_core.model.loading import load_model  # noqa: E402
+from diffusion_core.model.loading import ModelLoadError, load_model  # noqa: E402
+from diffusion_core.model.precision import supported  # noqa: E402
 
-SECTIONS = ("jobs", "floor", "quality", "lsp")
+SECTIONS = ("jobs", "gaps", "pertoken", "floor", "quality", "lsp")
+# Dev exact match of the default before issue 33's levers (diffusion, length unknown, all 300 dev gaps): the
+# "unchanged within a point" target's reference unless --quality-reference names another.
+QUALITY_REFERENCE = REPO / "docs" / "reports" / "quality-smollm2-default-2026-12-07.json"
 
 
 def parse_args(argv=None):
@@ -47,6 +52,12 @@ def parse_args(argv=None):
     ap.add_argument("--precision", default="auto", help="auto | int8 | bf16 | fp32, in-process and in the server")
     ap.add_argument("--quality-items", type=int, default=100, help="dev gaps in the quality sweep (kind-balanced)")
     ap.add_argument("--inputs-per-job", type=int, default=5, help="distinct fixed inputs each engine job cycles through")
+    ap.add_argument("--pertoken-items", type=int, default=20,
+                    help="prose-short and as many code-tail dev gaps: ms per token against the autoregressive base")
+    ap.add_argument("--quality-report", help="a quality report (docs/reports/quality-*.json or .md) whose dev exact "
+                                             "match the target row reads; without it the row is left out")
+    ap.add_argument("--quality-reference", default=str(QUALITY_REFERENCE),
+                    help="the exact match (%%) that report must stay within a point of, or a report to read it from")
     ap.add_argument("--startup-reps", type=int, default=5, help="server starts timed (process start -> ready)")
     ap.add_argument("--thresholds", default="0.5,0.7,0.9,0.95", help="confidence thresholds swept")
     ap.add_argument("--data", default=str(inputs.DEV), help="eval gaps (JSON lines)")
@@ -56,6 +67,8 @@ def parse_args(argv=None):
     args.skip = {s for s in args.skip.split(",") if s}
     if args.skip - set(SECTIONS):
         ap.error(f"unknown section(s) {sorted(args.skip - set(SECTIONS))}; choose from {', '.join(SECTIONS)}")
+    if args.quality_report and not Path(args.quality_report).is_file():
+        ap.error(f"no quality report at {args.quality_report}")
     args.threshold_list = [float(t) for t in args.thresholds.split(",") if t.strip()]
     return args
 
@@ -106,6 +119,26 @@ def timed_loads(model: str | None, threads: int, precision: str):
                     "all_ms": [round(x, 1) for x in loads]}
 
 
+def per_token(args, engine, items) -> dict:
+    """The default against the autoregressive baseline (the base as pretrained, loaded beside the model)."""
+    from diffusion_core.eval.autoregressive import load_baseline
+    try:
+        baseline = load_baseline(args.model, threads=args.threads, precision=args.precision)
+    except ModelLoadError as exc:  # a model not built on a pretrained causal base has no such baseline
+        return {"error": str(exc)}
+    torch.set_num_threads(args.threads)
+    cases = inputs.per_token_inputs(items, baseline.tokenizer, args.pertoken_items)
+    return {**side_by_side.per_token(engine, baseline, cases), "baseline_precision": baseline.loaded.precision}
+
+
+def reference_exact(value: str) -> dict:
+    """--quality-reference: a number, or a quality report to read it from."""
+    try:
+        return {"exact": float(value), "source": "--quality-reference"}
+    except ValueError:
+        return report.dev_exact(value)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
@@ -114,9 +147,13 @@ def main(argv=None) -> int:
     seconds: dict[str, float] = {}
     res: dict = {"meta": machine(), "note": args.note, "section_seconds": seconds,
                  "settings": {k: getattr(args, k) for k in ("reps", "server_reps", "threads", "quality_items",
-                                                            "inputs_per_job", "startup_reps", "data", "precision")}
+                                                            "inputs_per_job", "pertoken_items", "startup_reps", "data",
+                                                            "precision", "quality_report", "quality_reference")}
                  | {"thresholds": args.threshold_list, "skipped": sorted(args.skip)}}
     res["meta"]["busy_machine"] = res["meta"]["loadavg_start"] > 0.5 * (os.cpu_count() or 1)
+    if args.quality_report:  # read first: a report it cannot read fails now, not after the run
+        res["dev_exact"] = {"report": report.dev_exact(args.quality_report),
+                            "reference": reference_exact(args.quality_reference)}
 
     t = time.perf_counter()
     step("loading the model (3 times)")
@@ -124,7 +161,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     engine = InfillEngine(loaded)
     res["meta"].update(model=str(loaded.path), precision=loaded.precision, backend=type(loaded.model).__name__,
-                       torch_threads=torch.get_num_threads())
+                       torch_threads=torch.get_num_threads(), fast_bf16=supported("bf16")[0])
     items = inputs.load_dev(args.data)
     jobs = engine_jobs.make_jobs(items, engine.tokenizer, args.inputs_per_job)
     res["job_inputs"] = {j.name: {"about": j.about, "ids": [x["id"] for x in j.inputs]} for j in jobs}
@@ -138,6 +175,19 @@ def main(argv=None) -> int:
                 step(f"job '{job.name}' with {strategy}")
                 res["jobs"].append(engine_jobs.time_job(engine, job, EngineSettings(strategy=strategy), args.reps))
         seconds["jobs"] = round(time.perf_counter() - t, 1)
+
+    if "gaps" not in args.skip:
+        t = time.perf_counter()
+        step("3 gaps against 1 in the same text")
+        three = next(j for j in jobs if j.name == "3 gaps jointly")
+        res["gaps"] = side_by_side.three_against_one(engine, three.inputs, args.reps)
+        seconds["gaps"] = round(time.perf_counter() - t, 1)
+
+    if "pertoken" not in args.skip:
+        t = time.perf_counter()
+        step("ms per filled token against the autoregressive baseline")
+        res["pertoken"] = per_token(args, engine, items)
+        seconds["pertoken"] = round(time.perf_counter() - t, 1)
 
     if "floor" not in args.skip:
         t = time.perf_counter()
@@ -180,6 +230,8 @@ def main(argv=None) -> int:
     step(f"wrote {out / args.name}.json and .md")
     for t_ in res["targets"]:
         print(f"  {t_['status']:>7}  {t_['target']}: {t_['measured']} (goal {t_['goal']})")
+    for line in report.not_judged(res):
+        print(f"  not judged: {line}")
     return 0
 
 
