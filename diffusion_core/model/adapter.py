@@ -150,8 +150,10 @@ def merged_weights(base: Iterable[tuple[str, torch.Tensor]], path: Path, base_sh
         key = "denoiser." + name.removeprefix("model.").removesuffix(".weight")
         if key + ".lora_A" in delta:
             lora_A, lora_B = delta.pop(key + ".lora_A").float(), delta.pop(key + ".lora_B").float()  # (r, in), (out, r)
-            update = lora_B @ lora_A if lora_B.shape[-1] == lora_A.shape[0] else lora_A                # (out, in)
-            new = weight.add_(update.mul_(scale)) if update.shape == weight.shape else update  # W += scale · B A
+            if lora_B.shape[-1] == lora_A.shape[0] and (lora_B.shape[0], lora_A.shape[1]) == weight.shape:
+                new = weight.addmm_(lora_B, lora_A, alpha=scale)  # W += scale · B A, in place: one pass over W
+            else:
+                new = lora_A  # the shape check below refuses it
         elif key + ".weight" in delta:  # a retrained norm
             new = delta.pop(key + ".weight").float()
         elif name == "model.embed_tokens.weight" and "denoiser.token_rows" in delta:

@@ -7,6 +7,7 @@ fetched and converted on first use when it is missing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -39,10 +40,25 @@ def load_base(spec: BaseSpec, fetch: bool = True, dtype=None, delta: Path | None
     dtype = dtype or torch.float32
     tensors = read_tensors(path / "model.safetensors")
     state = merged_weights(tensors, delta, sha, dtype) if delta else {name: w.to(dtype) for name, w in tensors}
-    with torch.device("meta"):
+    with torch.device("meta"), _no_init(torch):
         model = NativeLlamaDenoiser(config)
     model.load_weights(state)
     return model, FastTokenizer(path), sha
+
+
+@contextlib.contextmanager
+def _no_init(torch):
+    """Modules skip drawing their random initial weights: the loaded ones replace them, and drawing them on the
+    meta device imports ``torch._dynamo`` (0.9 s of a server's 3.2 s start-up, measured 2026-12-07)."""
+    names = [n for n in ("normal_", "uniform_", "kaiming_uniform_") if hasattr(torch.nn.init, n)]
+    drawn = {n: getattr(torch.nn.init, n) for n in names}
+    for n in names:
+        setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for n, f in drawn.items():
+            setattr(torch.nn.init, n, f)
 
 
 def base_spec_of(config: dict) -> BaseSpec:
