@@ -399,7 +399,7 @@ def test_context_cache_runs_a_few_shapes_whatever_the_canvas_length(tiny_base):
     seen, run = set(), model.denoiser.hidden_beside
 
     def recording(ids, positions, kv, reads=None):  # the (rows, keys) of every pass
-        seen.add((ids.shape[1], 0 if reads is None else len(reads)))
+        seen.add((ids.shape[1], 0 if reads is None else reads.shape[-1]))
         return run(ids, positions, kv, reads)
     model.denoiser.hidden_beside = recording
     m = 5
@@ -430,3 +430,36 @@ def test_fused_prepacked_bf16_gives_the_same_logits(tiny_base, tiny_spec):
     ids = torch.tensor([[0] + tok("def add(a, b):", add_special_tokens=False).input_ids + [tok.mask_token_id] * 3])
     assert torch.equal(served(ids).logits, plain(ids).logits)
     assert torch.equal(served.causal_logits(ids, last_only=True), plain.causal_logits(ids, last_only=True))
+
+
+@torch.no_grad()
+def test_context_cache_runs_a_fill_and_its_guesses_in_one_pass(tiny_base):
+    from diffusion_core.infer.grow import grow
+    from diffusion_core.model.context_cache import ContextCache
+    from diffusion_core.model.tokenizer import FastTokenizer
+    model, tok = _native(tiny_base), FastTokenizer(tiny_base)
+    m = tok.mask_token_id
+    before = torch.tensor([0] + tok("def add(a, b):\n    return", add_special_tokens=False).input_ids)
+    after = torch.tensor(tok(" a + b\n\nprint(add(1, 2))", add_special_tokens=False).input_ids)
+
+    def canvas(*written):  # (ids (1, T), positions (1, T)): the fill so far and two masked slots
+        ids = torch.cat([before, torch.tensor(written, dtype=torch.long), torch.full((2,), m), after])[None]
+        return ids, ids == m
+    first = ContextCache(model, refresh=100)
+    assert len(first.rows([canvas(), canvas(17)])) == 1  # the first pass must be full: only the fill ran
+    alone = [ContextCache(model, refresh=100) for _ in range(3)]
+    for cache in alone:
+        cache(*canvas())                                    # the full pass every later one reads beside (as first's)
+    together = first.rows([canvas(17), canvas(17, 30), canvas(17, 31)])  # a fill and two guesses, one pass
+    assert first.partial_passes == 1 and [len(x) for x in together] == [2, 2, 2]
+    for cache, written, logits in zip(alone, [(17,), (17, 30), (17, 31)], together):
+        torch.testing.assert_close(logits, cache(*canvas(*written)), rtol=1e-4, atol=1e-4)  # as if run alone
+
+    # grow with guesses writes what it writes one token a pass, in no more passes
+    ends = [after[0].item()]
+    plain = ContextCache(model, refresh=100)
+    one = grow(plain, before, after, m, ends, [], 8, window=2)
+    spec = ContextCache(model, refresh=100)
+    fast = grow(spec, before, after, m, ends, [], 8, window=2, rows=spec.rows, guesses=3)
+    assert fast.tokens == one.tokens and fast.claims.keys() == one.claims.keys() and fast.passes <= one.passes
+    assert spec.full_passes + spec.partial_passes == fast.passes

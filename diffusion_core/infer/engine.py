@@ -38,6 +38,7 @@ from diffusion_core.infer.sampler import Cancelled, SamplerConfig, denoise
 from diffusion_core.settings import BY_NAME
 
 STRATEGIES = ("diffusion", "one-shot", "left-to-right")
+GROW_GUESSES = 2  # grow on a Llama denoiser: next tokens guessed per pass (grow.py; 2 measured best, docs/performance.md)
 GROW_REFRESH = 4  # grow on a Llama denoiser: a full pass every N, the rest reuse the context (context_cache.py)
 JOBS = ("fill", "sized", "continue", "bridge")  # what a fill of unknown length is for (length_prior)
 __all__ = ["InfillEngine", "EngineSettings", "Fill", "Cancelled", "STRATEGIES"]
@@ -342,8 +343,10 @@ class InfillEngine:
                     ends.append(after[0])
                 ban = torch.tensor([i for i in self._control if i not in ends], dtype=torch.long)
                 model = self.loaded.model
+                rows = None
                 if isinstance(model, NativeLlamaDenoiser) and model.denoiser.layout == "full":
                     forward = ContextCache(model, GROW_REFRESH, ban)
+                    rows = forward.rows
                 else:
                     forward = lambda ids, positions: self._forward(ids, positions, ban)  # noqa: E731
                 seams = self._seams(inline[g], _at_line_start(done), before[-1] if len(before) else None,
@@ -352,7 +355,8 @@ class InfillEngine:
                 # the end tokens mean the end: a fill never writes them
                 may_end = self._may_end(prior, pieces[g + 1])
                 grown = grow(forward, torch.tensor(before), torch.tensor(after), self.tokenizer.mask_token_id,
-                             ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end)
+                             ends, ends, prior.max_tokens, GROW_WINDOW, sure, seams, on_step, keep, may_end,
+                             rows, GROW_GUESSES)
             fills, blank = [], []
             seen: set[str] = set()
             for length in grown.best(len(grown.claims)):

@@ -71,7 +71,9 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
          never: list[int], max_tokens: int, window: int = 3, threshold: float | None = None,
          ban: Callable[[torch.Tensor, list[int]], torch.Tensor] | None = None,
          on_step: Callable[[int, int, torch.Tensor], None] | None = None, keep: int = 1,
-         may_end: Callable[[list[int]], bool] | None = None) -> Grown:
+         may_end: Callable[[list[int]], bool] | None = None,
+         rows: Callable[[list[tuple[torch.Tensor, torch.Tensor]]], list[torch.Tensor]] | None = None,
+         guesses: int = 0) -> Grown:
     """Fill the gap between ``before`` (T0,) and ``after`` (T1,) token ids, up to ``max_tokens`` tokens.
 
     ``end_ids`` are the tokens whose probability at the slot after a fill is P(end) (the null token,
@@ -83,44 +85,68 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     ``keep``: how many lengths are wanted (the early stop waits until a longer fill cannot make the top
     ``keep``).  ``may_end(written)``: whether a fill may end after ``written`` (a job that wants whole
     sentences); lengths where it may not are claimed only if no length where it may is reached.
+    ``rows(canvases)`` runs several one-row canvases ``(ids, positions)`` in one pass and returns the logits of
+    those it ran, the first at least (``ContextCache.rows``).  With it, a pass also runs the canvas as it will
+    be after each of the ``guesses`` likeliest tokens of the last pass's next slot; when the pass commits one
+    of them, the next pass has already run (self-speculative decoding: the same fill in fewer passes).
     """
     tokens: list[int] = []
     logp: list[float] = []
     claims: dict[int, float] = {}
     unfinished: dict[int, float] = {}                                    # claims where may_end said no
     ends = torch.tensor(end_ids, dtype=torch.long)
-    passes = 0
-    while True:
-        slots = min(window, max_tokens + 1 - len(tokens))                # the last slot only reads the end
-        body = torch.tensor(tokens, dtype=before.dtype)
+    passes, ahead = 0, []                                                # ahead: the guesses for the next token
+
+    def canvas(written: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        slots = min(window, max_tokens + 1 - len(written))               # the last slot only reads the end
+        body = torch.tensor(written, dtype=before.dtype)
         ids = torch.cat([before, body, torch.full((slots,), mask_id, dtype=before.dtype), after])[None]  # (1, T)
         positions = torch.zeros_like(ids, dtype=torch.bool)
-        start = len(before) + len(tokens)
-        positions[0, start:start + slots] = True
-        logits = forward(ids, positions).float()                          # (slots, V)
+        positions[0, len(before) + len(written):len(before) + len(written) + slots] = True
+        return ids, positions
+
+    while True:
+        ids, positions = canvas(tokens)
+        canvases = [(ids, positions)] + [canvas(tokens + [g]) for g in ahead]
+        ran = rows(canvases) if len(canvases) > 1 else [forward(ids, positions)]
         passes += 1
-        lp = logits.log_softmax(-1)                                       # (slots, V): the model's own odds
-        if tokens:
-            claim = sum(logp) + float(lp[0, ends].logsumexp(0))
-            (claims if may_end is None or may_end(tokens) else unfinished)[len(tokens)] = claim
-        if len(tokens) == max_tokens:
+        after_token = dict(zip(ahead, ran[1:]))                           # a guessed token -> its canvas's logits
+        logits, stop, ahead = ran[0].float(), False, []                   # (slots, V)
+        while True:  # one step of the fill for the canvas run, and again for a guessed one that came true
+            slots = len(logits)
+            lp = logits.log_softmax(-1)                                   # (slots, V): the model's own odds
+            if tokens:
+                claim = sum(logp) + float(lp[0, ends].logsumexp(0))
+                (claims if may_end is None or may_end(tokens) else unfinished)[len(tokens)] = claim
+            if len(tokens) == max_tokens:
+                stop = True
+                break
+            allowed = logits if ban is None else ban(logits, tokens)      # bans choose; they do not rescore
+            allowed[:, never] = float("-inf")
+            guess = allowed.argmax(-1)                                    # (slots,)
+            conf = lp.gather(-1, guess[:, None]).squeeze(-1)              # (slots,)
+            take = 1
+            while threshold is not None and take < min(slots, max_tokens - len(tokens)) \
+                    and float(conf[take].exp()) >= threshold and _allowed(ban, logits[take], tokens + guess[:take].tolist(),
+                                                                          int(guess[take])):
+                take += 1
+            tokens += guess[:take].tolist()
+            logp += conf[:take].tolist()
+            # a longer fill's claim is at most the prefix's total and LONGER_END: once it cannot make the top
+            # ``keep``, stop
+            if len(claims) >= keep and sum(logp) + LONGER_END < sorted(claims.values())[-keep]:
+                stop = True
+                break
+            if take == 1 and int(guess[0]) in after_token:
+                logits = after_token.pop(int(guess[0])).float()
+                after_token = {}                                          # the others guessed another token
+                continue
+            if rows is not None and take < slots and len(tokens) < max_tokens:
+                ahead = allowed[take].topk(guesses).indices.tolist() if guesses else []
             break
-        allowed = logits if ban is None else ban(logits, tokens)          # bans choose; they do not rescore
-        allowed[:, never] = float("-inf")
-        guess = allowed.argmax(-1)                                        # (slots,)
-        conf = lp.gather(-1, guess[:, None]).squeeze(-1)                  # (slots,)
-        take = 1
-        while threshold is not None and take < min(slots, max_tokens - len(tokens)) \
-                and float(conf[take].exp()) >= threshold and _allowed(ban, logits[take], tokens + guess[:take].tolist(),
-                                                                      int(guess[take])):
-            take += 1
-        tokens += guess[:take].tolist()
-        logp += conf[:take].tolist()
         if on_step is not None:
             on_step(passes, max_tokens, ids)
-        # a longer fill's claim is at most the prefix's total and LONGER_END: once it cannot make the top
-        # ``keep``, stop
-        if len(claims) >= keep and sum(logp) + LONGER_END < sorted(claims.values())[-keep]:
+        if stop:
             break
     return Grown(tokens, logp, claims or unfinished, passes)
 

@@ -41,7 +41,8 @@ def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 
 
 class ContextCache:
-    """A ``sampler.Forward`` over one row (1, T) that runs only the changed part of the canvas.
+    """A ``sampler.Forward`` over one row (1, T) that runs only the changed part of the canvas; ``rows`` runs
+    several such canvases (a fill and its drafts: grow.py) in one partial pass.
 
     ``ban``: token ids never predicted (their logits are -inf), as the engine's own forward does.
     """
@@ -58,17 +59,23 @@ class ContextCache:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if ids.shape[0] != 1:
             raise ValueError("ContextCache runs one row at a time")
-        row, wanted = ids[0], positions[0].nonzero()[:, 0]                     # (T,), (N,)
-        T = len(row)
-        span = self._span(row, wanted)
-        if span is None:
-            hidden = self._full(row)                                           # (T, H)
-            rows = wanted - 1                                                  # the shift: i-1 predicts i
-        else:
-            start, end = span
-            hidden = self._partial(row, start, end)                            # (end - start, H)
-            rows = wanted - 1 - start
-        logits = self.head(hidden[rows])                                       # (N, V)
+        return self.rows([(ids, positions)])[0]
+
+    def rows(self, canvases: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Logits (N_b, V) at the ``positions`` of each one-row canvas ``(ids (1, T_b), positions (1, T_b))``, all
+        in one pass.  A pass that must be full (the first, a refresh, or most of the canvas changed) runs the
+        first canvas alone and returns its logits only: the caller learns from the length what was run."""
+        wanted = [positions[0].nonzero()[:, 0] for _, positions in canvases]   # (N_b,) each
+        spans = [self._span(ids[0], w) for (ids, _), w in zip(canvases, wanted)]
+        if None in spans:
+            hidden = self._full(canvases[0][0][0])                             # (T, H)
+            return [self._logits(hidden[wanted[0] - 1])]                       # the shift: i-1 predicts i
+        hidden, at = self._partial([ids[0] for ids, _ in canvases], spans)    # (rows, H), each canvas's first row
+        picked = [hidden[a + w - 1 - start] for a, w, (start, _) in zip(at, wanted, spans)]
+        return list(self._logits(torch.cat(picked)).split([len(w) for w in wanted]))
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.head(hidden)                                             # (N, V)
         if self.ban is not None:
             logits = logits.index_fill(-1, self.ban[self.ban < logits.shape[-1]], float("-inf"))
         return logits
@@ -86,44 +93,62 @@ class ContextCache:
             return None
         return start, end
 
-    def _run(self, ids: torch.Tensor, start: int, kv: list[dict], step: int, context: int = 0) -> torch.Tensor:
-        """Hidden states (A, H) of ``ids`` (A,) at positions ``start``..., reading the first ``context`` keys of
-        each layer's padded ``kv[i]["context_k"/"context_v"]``; the rows padded to a multiple of ``step``, the padding
-        never read, each ``kv[i]["k"/"v"]`` left holding the rows' own keys/values, unpadded."""
-        A, rows = len(ids), padded(len(ids), step)
-        keys = kv[0]["context_k"].shape[2] if "context_k" in kv[0] else 0
-        reads = torch.cat([torch.arange(keys) < context, torch.arange(rows) < A])   # (keys + rows,)
-        row_ids = torch.cat([ids, ids.new_zeros(rows - A)])[None]                    # (1, rows)
-        hidden = self.decoder.hidden_beside(row_ids, torch.arange(start, start + rows), kv, reads)[0]
-        for layer in kv:
-            layer["k"], layer["v"] = layer["k"][:, :, :A], layer["v"][:, :, :A]
-        return hidden[:A]                                                            # (A, H)
-
     def _full(self, row: torch.Tensor) -> torch.Tensor:
+        """Hidden states (T, H) of the whole canvas ``row`` (T,), its rows padded to a multiple of ``ROWS``; every
+        layer's keys and values are kept for the partial passes after it."""
+        T, rows = len(row), padded(len(row))
         kv = [{} for _ in self.decoder.layers]
-        hidden = self._run(row, 0, kv, ROWS)                                         # (T, H)
+        reads = (torch.arange(rows) < T)[None]                                       # (1, rows): padding unread
+        ids = torch.cat([row, row.new_zeros(rows - T)])[None]                        # (1, rows)
+        hidden = self.decoder.hidden_beside(ids, torch.arange(rows)[None], kv, reads)[0, :T]  # (T, H)
         # all layers in one tensor: a partial pass then builds every layer's context in a few ops, not 600
-        self.keys = torch.cat([layer["k"] for layer in kv])                          # (L, kv, C, d)
-        self.values = torch.cat([layer["v"] for layer in kv])
+        self.keys = torch.cat([layer["k"][:, :, :T] for layer in kv])               # (L, kv, T, d)
+        self.values = torch.cat([layer["v"][:, :, :T] for layer in kv])
         self.ids, self.since_full = row.clone(), 1
         self.full_passes += 1
         return hidden
 
-    def _partial(self, row: torch.Tensor, start: int, end: int) -> torch.Tensor:
-        T, C = len(row), len(self.ids)
-        back = T - end                                      # suffix tokens read from the cache
-        shift = T - C                                       # how far the suffix moved
-        keys, values = self.keys, self.values                                    # (L, kv, C, d)
-        suffix_k = keys[:, :, C - back:]
-        if shift:
-            cos, sin = rotary(torch.tensor([shift]), self.decoder.shape.head_dim, self.decoder.shape.rope_theta)
-            suffix_k = _rotate(suffix_k, cos.to(keys.dtype), sin.to(keys.dtype))
-        L, heads, _, d = keys.shape
-        pad = keys.new_zeros(L, heads, padded(start + back, KEYS) - start - back, d)
-        context_k = torch.cat([keys[:, :, :start], suffix_k, pad], dim=2)           # (L, kv, keys, d)
-        context_v = torch.cat([values[:, :, :start], values[:, :, C - back:], pad], dim=2)
+    def _partial(self, canvases: list[torch.Tensor], spans: list[tuple[int, int]]) -> tuple[torch.Tensor, list[int]]:
+        """Hidden states (rows, H) of each canvas's changed part ``[start, end)`` beside the cached context (the
+        prefix before it, and the suffix after it turned to where it now stands), and the row each canvas's part
+        starts at.  The parts run as one row of tokens, each reading only its own part and its own context (tree
+        attention, as speculative decoders verify several drafts): a few more rows, but one pass."""
+        keys, values = self.keys, self.values                                  # (L, kv, C, d)
+        L, heads, C, d = keys.shape
+        prefix = max(start for start, _ in spans)
+        parts_k, parts_v, suffix_at, width = [keys[:, :, :prefix]], [values[:, :, :prefix]], {}, prefix
+        for row, (start, end) in zip(canvases, spans):
+            back, shift = len(row) - end, len(row) - C                         # suffix keys kept; how far it moved
+            if (back, shift) not in suffix_at:                                 # one turned copy per place it stands
+                suffix_at[back, shift] = width
+                suffix_k = keys[:, :, C - back:]
+                if shift:
+                    cos, sin = rotary(torch.tensor([shift]), d, self.decoder.shape.rope_theta)
+                    suffix_k = _rotate(suffix_k, cos.to(keys.dtype), sin.to(keys.dtype))
+                parts_k.append(suffix_k)
+                parts_v.append(values[:, :, C - back:])
+                width += back
+        pad = keys.new_zeros(L, heads, padded(width, KEYS) - width, d)
+        context_k, context_v = torch.cat(parts_k + [pad], dim=2), torch.cat(parts_v + [pad], dim=2)  # (L, kv, W, d)
+        W = context_k.shape[2]
+        sizes = [end - start for start, end in spans]
+        rows = padded(sum(sizes), GAP_ROWS)
+        ids = torch.cat([row[start:end] for row, (start, end) in zip(canvases, spans)])
+        positions = torch.cat([torch.arange(start, end) for start, end in spans])
+        reads = torch.zeros(rows, W + rows, dtype=torch.bool)                 # (query, key): context, then rows
+        at = [sum(sizes[:b]) for b in range(len(sizes))]
+        for row, (start, end), a, A in zip(canvases, spans, at, sizes):
+            back = len(row) - end
+            suffix = suffix_at[back, len(row) - C]
+            reads[a:a + A, :start] = True                                      # the prefix before its part
+            reads[a:a + A, suffix:suffix + back] = True                        # its suffix
+            reads[a:a + A, W + a:W + a + A] = True                             # its own part
+        tail = torch.arange(sum(sizes), rows)
+        reads[tail, W + tail] = True                                           # padding reads itself only
+        ids = torch.cat([ids, ids.new_zeros(rows - len(ids))])[None]           # (1, rows)
+        positions = torch.cat([positions, positions.new_zeros(rows - len(positions))])[None]
         kv = [{"context_k": context_k[i:i + 1], "context_v": context_v[i:i + 1]} for i in range(L)]
-        hidden = self._run(row[start:end], start, kv, GAP_ROWS, start + back)       # (A, H)
+        hidden = self.decoder.hidden_beside(ids, positions, kv, reads[None])[0]  # (rows, H)
         self.since_full += 1
         self.partial_passes += 1
-        return hidden
+        return hidden, at

@@ -67,10 +67,10 @@ class RMSNorm(nn.Module):
 
 
 def rotary(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape (T, head_dim) for integer ``positions`` (T,)."""
+    """cos, sin of shape (..., T, head_dim) for integer ``positions`` (..., T)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (d/2,)
-    freqs = positions.float()[:, None] * inv_freq[None, :]                                       # (T, d/2)
-    emb = torch.cat([freqs, freqs], dim=-1)                                                      # (T, d)
+    freqs = positions.float()[..., None] * inv_freq                                              # (..., T, d/2)
+    emb = torch.cat([freqs, freqs], dim=-1)                                                      # (..., T, d)
     return emb.cos(), emb.sin()
 
 
@@ -100,10 +100,12 @@ class _Attention(nn.Module):
             q = q.view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
             k = k.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
             v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+            if cos.dim() == 3:  # one row of positions per canvas: (B, T, d) -> (B, 1, T, d)
+                cos, sin = cos[:, None], sin[:, None]
             q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         else:  # fused: q and k turned in one go (fewer small ops: they are half a pass's time at the cursor)
             qkv = self.qkv(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)      # (B, T, h+2kv, d)
-            qk = _rotate(qkv[:, :, :self.heads + self.kv_heads], cos[:, None], sin[:, None])  # (B, T, h+kv, d)
+            qk = _rotate(qkv[:, :, :self.heads + self.kv_heads], cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B, T, h+kv, d)
             q, k = qk[:, :, :self.heads].transpose(1, 2), qk[:, :, self.heads:].transpose(1, 2)
             v = qkv[:, :, self.heads + self.kv_heads:].transpose(1, 2)                     # (B, kv, T, d)
         if cache is not None:  # causal decoding: keys and values of earlier positions are kept
@@ -189,15 +191,18 @@ class _Decoder(nn.Module):
 
     def hidden_beside(self, input_ids: torch.Tensor, positions: torch.Tensor, kv: list[dict],
                       reads: torch.Tensor | None = None) -> torch.Tensor:
-        """Unshifted final hidden states (1, A, H) of ``input_ids`` (1, A) at ``positions`` (A,), full attention,
-        reading each layer's ``kv[i]["context_k"/"context_v"]`` (1, kv, C, d) beside their own (none: the canvas
+        """Unshifted final hidden states (B, A, H) of ``input_ids`` (B, A) at ``positions`` (B, A), full attention,
+        reading each layer's ``kv[i]["context_k"/"context_v"]`` (B, kv, C, d) beside their own (none: the canvas
         alone); each ``kv[i]["k"/"v"]`` is left holding this pass's own rotated keys/values (context_cache.py).
-        ``reads`` (C + A,) bool: the keys every row reads, context first (None: all; padding: not)."""
+        ``reads`` (B, C + A) or (B, A, C + A) bool: the keys each row (or each query) reads, context first (None:
+        all; padding: not)."""
         table = self.embed_tokens.weight if self.embedding_override is None else self.embedding_override()
-        x = F.embedding(input_ids, table)                                          # (1, A, H)
-        cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)
+        x = F.embedding(input_ids, table)                                          # (B, A, H)
+        cos, sin = rotary(positions, self.shape.head_dim, self.shape.rope_theta)   # (B, A, d)
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        mask = None if reads is None else reads[None, None, None, :]               # (1, 1, 1, C + A)
+        mask = None
+        if reads is not None:
+            mask = reads[:, None] if reads.dim() == 3 else reads[:, None, None, :]  # (B, 1, A or 1, C + A)
         for layer, layer_kv in zip(self.layers, kv):
             x = layer(x, cos, sin, mask, None, layer_kv)
         return self.norm(x)
