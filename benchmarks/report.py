@@ -50,10 +50,15 @@ def targets(res: dict) -> list[dict]:
     if code:
         out.append(_target("code line, through the server: p50", "<= 200 ms",
                            f"{code['lsp']['p50_ms']} ms", code["lsp"]["p50_ms"] <= 200))
-    if prose and lsp.get("first_request_ms") is not None:
-        ratio = lsp["first_request_ms"] / prose["lsp"]["p50_ms"]
-        out.append(_target("first request after start-up, against the prose p50", "<= 1.5x",
-                           f"{lsp['first_request_ms']} ms = {ratio:.2f}x", ratio <= 1.5))
+    first, again = lsp.get("first_request_ms"), lsp.get("first_request_again_ms")
+    if first is not None and again:
+        # "no slow first calls": the first request against the same request made again once warm (inputs differ
+        # in cost: the first prose input is a 7-pass fill, twice the median one, however warm the engine is)
+        out.append(_target("first request after start-up, against the same request again", "<= 1.5x",
+                           f"{first} ms = {first / again:.2f}x ({again} ms again)", first / again <= 1.5))
+    if prose and first is not None:
+        out.append(_target("first request after start-up, against the prose p50", "–",
+                           f"{first} ms = {first / prose['lsp']['p50_ms']:.2f}x", None))
     gaps = res.get("gaps")
     if gaps:
         out.append(_target("fill of 3 gaps against 1 in the same text (difference of p50s)", "<= +0.5 s",
