@@ -154,6 +154,15 @@ def test_a_refilled_selection_is_other_text_than_the_selection(tiny_loaded):
     assert edit.text.strip() and edit.text.strip() != best
 
 
+def test_a_rewrite_within_a_line_writes_no_line_break(pushed):
+    engine = pushed(lambda t: "\n" in t, by=60.0)                    # every likely token breaks the line
+    for prefix in ["", "A first line.\n\n", "The word "]:
+        fill = engine.rewrite(prefix, "Zqxwv", " jumps over the fence.\n", strength=1.0)
+        assert fill.text.strip() and "\n" not in fill.text, repr(fill.text)
+    # a passage over two lines may keep or drop a line break
+    assert engine.rewrite("", "one\ntwo", " three", strength=1.0).text.strip()
+
+
 def test_a_rewrite_at_the_start_of_the_text_opens_without_a_space(pushed):
     engine = pushed(lambda t: t[:1] == " " and t.strip().isalpha())   # every likely token opens with a space
     fill = engine.rewrite("", "The", " quick brown fox.", strength=1.0)

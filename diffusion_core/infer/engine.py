@@ -440,8 +440,14 @@ class InfillEngine:
             ids[a + worst] = tok.mask_token_id
             known = torch.ones_like(ids, dtype=torch.bool)
             known[a + worst] = False
+            # the seams of joining.py: a passage on one line with text after it stays on its line, and its first
+            # token neither shows nothing nor opens a line (a made-up word mid-line came back as '\n "xwv')
+            bans = self._slot_bans(canvas, [prefix, suffix], [stays_in_line(suffix, passage)], logp.shape[-1])
+
+            def forward(ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+                return self._forward(ids, positions).masked_fill(bans[positions[0]], float("-inf"))
             cfg = self._sampler(s, n_remask)
-            result = denoise(self._forward, ids[None], known[None], tok.mask_token_id, cfg, on_step)
+            result = denoise(forward, ids[None], known[None], tok.mask_token_id, cfg, on_step)
         text = decode_fill(self.tokenizer, canvas.anchors[0], result.ids[0, a:b].tolist())
         text = fit(prefix, text, suffix)
         conf = result.confidence[0, a + worst].clamp_min(1e-9).log().mean().item()

@@ -42,7 +42,7 @@ def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 
 class ContextCache:
     """A ``sampler.Forward`` over one row (1, T) that runs only the changed part of the canvas; ``rows`` runs
-    several such canvases (a fill and its drafts: grow.py) in one partial pass.
+    several such canvases (a fill and the canvases of its guessed next tokens: grow.py) in one partial pass.
 
     ``ban``: token ids never predicted (their logits are -inf), as the engine's own forward does.
     """

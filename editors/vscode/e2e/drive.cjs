@@ -173,7 +173,8 @@ async function main() {
   after = await waitChange(before);
   const skeleton = (s) => s.replace(/\w+/g, 'W');
   const proofToasts = await page.locator('.notifications-toasts').innerText().catch(() => '');
-  const lastLine = after.split('\n').pop();
+  // the typed line may start with the editor's auto-indentation (copied from the line above): not ours
+  const lastLine = after.split('\n').pop().trimStart();
   check('diffill.proofreadSelection', after !== before ? skeleton(lastLine) === skeleton(typo)
     : /nothing to change/.test(proofToasts), { line: lastLine, toasts: proofToasts.slice(0, 200) });
   await page.keyboard.press('End');
