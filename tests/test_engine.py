@@ -297,3 +297,11 @@ def test_only_a_long_run_of_underscores_hints_a_size():
     from diffusion_core.infer.markers import hinted_size
     assert hinted_size("____") == 4 and hinted_size("_" * 30) == 30
     assert hinted_size("___") is None and hinted_size("[MASK]") is None and hinted_size("__x__") is None
+
+
+def test_prompt_lookup_guesses_the_token_that_follows_the_fill_where_it_occurs_in_the_text():
+    from diffusion_core.infer.grow import _copied
+    text = [5, 6, 7, 8, 5, 6, 9, 1, 2]
+    assert list(_copied(text, [3, 5, 6])) == [9, 7]   # the last two tokens, the last occurrence first
+    assert list(_copied(text, [4, 8])) == [5]          # no occurrence of (4, 8): the last token alone
+    assert list(_copied(text, [42])) == [] and list(_copied(text, [])) == []

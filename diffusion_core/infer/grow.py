@@ -44,7 +44,7 @@ stays: docs/experiments.md, "Length decision rules".)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -87,8 +87,10 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     sentences); lengths where it may not are claimed only if no length where it may is reached.
     ``rows(canvases)`` runs several one-row canvases ``(ids, positions)`` in one pass and returns the logits of
     those it ran, the first at least (``ContextCache.rows``).  With it, a pass also runs the canvas as it will
-    be after each of the ``guesses`` likeliest tokens of the last pass's next slot; when the pass commits one
-    of them, the next pass has already run (self-speculative decoding: the same fill in fewer passes).
+    be after each of the ``guesses`` likeliest tokens of the last pass's next slot, and after the token that
+    follows the fill's last two tokens (or last one) where they occur in the text before or after the gap;
+    when the pass commits one of them, the next pass has already run (self-speculative decoding with prompt
+    lookup: the same fill in fewer passes).
     """
     tokens: list[int] = []
     logp: list[float] = []
@@ -96,6 +98,8 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     unfinished: dict[int, float] = {}                                    # claims where may_end said no
     ends = torch.tensor(end_ids, dtype=torch.long)
     passes, ahead = 0, []                                                # ahead: the guesses for the next token
+    before_list = before.tolist()
+    context = before_list + after.tolist()
 
     def canvas(written: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         slots = min(window, max_tokens + 1 - len(written))               # the last slot only reads the end
@@ -143,12 +147,28 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
                 continue
             if rows is not None and take < slots and len(tokens) < max_tokens:
                 ahead = allowed[take].topk(guesses).indices.tolist() if guesses else []
+                # and the token that follows the fill's last tokens where they occur in the text (code repeats)
+                copied = next((t for t in _copied(context, before_list + tokens)
+                               if bool(torch.isfinite(allowed[take, t]))), None)
+                if copied is not None and copied not in ahead:
+                    ahead.append(copied)
             break
         if on_step is not None:
             on_step(passes, max_tokens, ids)
         if stop:
             break
     return Grown(tokens, logp, claims or unfinished, passes)
+
+
+def _copied(context: list[int], written: list[int], n: int = 2) -> Iterator[int]:
+    """The tokens that follow the last ``n`` (else the last one) of ``written`` where they occur in ``context``,
+    the last occurrence first (prompt lookup: identifiers and phrases repeat in a text)."""
+    for k in range(min(n, len(written)), 0, -1):
+        tail = written[-k:]
+        found = [context[i + k] for i in range(len(context) - k - 1, -1, -1) if context[i:i + k] == tail]
+        if found:
+            yield from found
+            return
 
 
 def _allowed(ban, logits: torch.Tensor, written: list[int], token: int) -> bool:
