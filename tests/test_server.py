@@ -306,8 +306,11 @@ async def test_manual_trigger_and_configuration_change(configured: LanguageClien
 
 @pytest_lsp.fixture(config=server_config(SLOW_MODEL), scope="module")
 async def slow(lsp_client: LanguageClient):
+    # Jobs long enough to cancel in the middle: a rewrite one slot a pass (steps, threshold), and a fill at the
+    # cursor that wants ten candidates, so grow writes on until ten lengths are claimed (up to 128 tokens) instead
+    # of stopping after the two or three passes a single best fill takes (which a cancel may arrive after)
     await start(lsp_client, "visual-studio-code",
-                {"maxTokens": 128, "contextChars": 400, "candidates": 1, "steps": 256, "threshold": 0})
+                {"maxTokens": 128, "contextChars": 400, "candidates": 10, "steps": 256, "threshold": 0})
     yield
     await lsp_client.shutdown_session()
 
