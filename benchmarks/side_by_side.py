@@ -15,7 +15,7 @@ import statistics
 
 from diffusion_core.infer.engine import EngineSettings
 
-from .engine_jobs import exact
+from .engine_jobs import _fill, _fill_gaps, _fill_given_length, exact
 from .timing import now_ms, summary
 
 
@@ -35,8 +35,8 @@ def _pair(first, second, i: int) -> tuple[tuple[float, object], tuple[float, obj
 def three_against_one(engine, inputs: list[dict], reps: int) -> dict:
     """Repetition ``r`` fills input ``r % n`` with its three gaps and with its first gap alone."""
     s = EngineSettings()
-    three = lambda x: engine.fill_gaps(x["pieces"], settings=s)[0]  # noqa: E731
-    one = lambda x: engine.fill_gaps(x["one"], settings=s)[0]  # noqa: E731
+    three = lambda x: _fill_gaps(engine, x, s)  # noqa: E731
+    one = lambda x: _fill_gaps(engine, {"pieces": x["one"]}, s)  # noqa: E731
     three(inputs[0])  # warm-up, untimed
     one(inputs[0])
     rows = []
@@ -55,8 +55,8 @@ def per_token(engine, baseline, inputs: list[dict]) -> dict:
     """Each input once per side (inputs carry the oracle ``length``, which only the baseline gets).
     ms per filled token = all ms / all filled tokens (an empty fill counts as one token)."""
     s = EngineSettings()
-    ours = lambda x: engine.fill(x["prefix"], x["suffix"], settings=s)[0]  # noqa: E731
-    theirs = lambda x: baseline.fill(x["prefix"], x["suffix"], length=x["length"], settings=s)[0]  # noqa: E731
+    ours = lambda x: _fill(engine, x, s)  # noqa: E731
+    theirs = lambda x: _fill_given_length(baseline, x, s)  # noqa: E731
     ours(inputs[0])  # warm-up, untimed
     theirs(inputs[0])
     rows = []

@@ -145,8 +145,11 @@ class InfillEngine:
         """Logits (N, V) at ``positions`` of ``ids`` (B, T); the ``ban`` ids (default: the control tokens and
         the null token, which a fill of given length never writes) get -inf."""
         attention = (ids != self.tokenizer.pad_token_id) | positions | (ids == self.tokenizer.mask_token_id)
-        fill = padded(ids.shape[1]) - ids.shape[1]  # a few canvas lengths, not one per keystroke (context_cache.py)
-        ids, attention, positions = (F.pad(t, (0, fill)) for t in (ids, attention, positions))  # (B, T'), never read
+        # a few canvas lengths, not one per keystroke (context_cache.py), within the model's positions
+        fill = max(0, min(padded(ids.shape[1]), self.max_positions) - ids.shape[1])
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.mask_token_id
+        ids = F.pad(ids, (0, fill), value=pad)                          # (B, T'): the padding is never read
+        attention, positions = (F.pad(t, (0, fill)) for t in (attention, positions))
         logits = self.runner(ids, attention.long(), positions)          # (N, V)
         ban = self._never if ban is None else ban
         return logits.index_fill(-1, ban[ban < logits.shape[-1]], float("-inf"))
@@ -242,13 +245,12 @@ class InfillEngine:
             sizes = [None] * n_gaps if sizes is None else list(sizes)
             if len(sizes) != n_gaps:
                 raise ValueError(f"sizes: one size (or None) per gap ({n_gaps}), not {len(sizes)}")
+            # a gap's size in tokens: a refilled selection's own, a long blank's characters as tokens, or none
+            tokens = [None if size is None else self._tokens_for(size, pieces[g][-200:] + pieces[g + 1][:200])
+                      for g, size in enumerate(sizes)]
             if unlike and job == "fill":
-                selected = len(self.tokenizer(unlike, add_special_tokens=False).input_ids)
-                priors = [length_prior("sized", s, selected)] + [length_prior(job, s)] * (n_gaps - 1)
-            else:
-                priors = [length_prior(job, s) if size is None else
-                          length_prior("sized", s, self._tokens_for(size, pieces[g][-200:] + pieces[g + 1][:200]))
-                          for g, size in enumerate(sizes)]
+                tokens[0] = len(self.tokenizer(unlike, add_special_tokens=False).input_ids)
+            priors = [length_prior(job, s) if n is None else length_prior("sized", s, n) for n in tokens]
             return self._grow_gaps(pieces, candidates, on_step, s, inline, unlike, priors)
         if len(lengths) != n_gaps or min(lengths) < 1:
             raise ValueError(f"lengths: one length >= 1 per gap ({n_gaps})")

@@ -98,8 +98,8 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
     unfinished: dict[int, float] = {}                                    # claims where may_end said no
     ends = torch.tensor(end_ids, dtype=torch.long)
     passes, ahead = 0, []                                                # ahead: the guesses for the next token
-    before_list = before.tolist()
-    context = before_list + after.tolist()
+    context = before.tolist() + after.tolist()                            # where a guess may be copied from
+    before_tail = context[:len(before)][-2:]                             # all _copied reads of the text so far
 
     def canvas(written: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         slots = min(window, max_tokens + 1 - len(written))               # the last slot only reads the end
@@ -148,7 +148,7 @@ def grow(forward: Forward, before: torch.Tensor, after: torch.Tensor, mask_id: i
             if rows is not None and take < slots and len(tokens) < max_tokens:
                 ahead = allowed[take].topk(guesses).indices.tolist() if guesses else []
                 # and the token that follows the fill's last tokens where they occur in the text (code repeats)
-                copied = next((t for t in _copied(context, before_list + tokens)
+                copied = next((t for t in _copied(context, before_tail + tokens)
                                if bool(torch.isfinite(allowed[take, t]))), None)
                 if copied is not None and copied not in ahead:
                     ahead.append(copied)

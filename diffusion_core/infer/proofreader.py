@@ -97,12 +97,12 @@ class Proofreader:
             scores = {c: logp[j, ids[c][j]].item() - logp[j, own[j]].item() for c, j in slot.items() if j is not None}
             # No candidate can beat a word already likelier than e^-(cheapest slip + margin): those are not scored
             # exactly (read hidden, slot by slot, a word of several tokens looks no likelier than it is).
-            likely = logp.gather(-1, torch.tensor(own)[:, None]).sum().item() > -(min(channel.COSTS.values()) + margin)
+            likely = logp.gather(-1, torch.tensor(own)[:, None]).sum().item() > _bar(margin)
             rest = [] if likely else [c for c in options if slot[c] is None][:channel.MAX_EXACT]
             if rest:
                 exact.append((k, space, word, rest, scores))
             elif scores:
-                verdicts[k] = _best(word, 0.0, scores)
+                verdicts[k] = _best(word, scores)
         verdicts.update(self.exact_verdicts(before, after, texts, exact, margin))
         return {k: v for k, v in verdicts.items() if v is not None}
 
@@ -122,14 +122,13 @@ class Proofreader:
         # enough for one to win (log P(c) <= 0, so a word likelier than e^-(cheapest slip + margin) keeps its place).
         contexts = {k: ("".join([before, *texts[:k]]), "".join([*texts[k + 1:], after])) for k, *_ in exact}
         owns = self.chain_scores([(*contexts[k], space + word) for k, space, word, _, _ in exact])
-        bar = -(min(channel.COSTS.values()) + margin)
-        doubtful = [(e, own) for e, own in zip(exact, owns) if own <= bar]
+        doubtful = [(e, own) for e, own in zip(exact, owns) if own <= _bar(margin)]
         # A candidate is read token by token, and no further once it cannot beat the word by the margin.
         candidates = [(k, space, word, c, own) for (k, space, word, options, _), own in doubtful for c in options]
         floors = [own + channel.cost(word, c) + margin for _, _, word, c, own in candidates]
         chain = iter(self.chain_scores([(*contexts[k], space + c) for k, space, _, c, _ in candidates], floors))
         for (k, space, word, options, scores), own in doubtful:
-            verdicts[k] = _best(word, 0.0, {**scores, **{c: next(chain) - own for c in options}})
+            verdicts[k] = _best(word, {**scores, **{c: next(chain) - own for c in options}})
         return verdicts
 
     def guesses(self, space: str, logp: torch.Tensor, width: int = 4) -> list[str]:
@@ -235,6 +234,7 @@ class Proofreader:
         for (_, _, n), v in zip(targets, got):
             scores[n] += v
 
+
 def _one_slot(own: list[int], ids: list[int]) -> int | None:
     """The one slot where ``ids`` differs from ``own`` (same length), else None."""
     if len(ids) != len(own):
@@ -243,11 +243,17 @@ def _one_slot(own: list[int], ids: list[int]) -> int | None:
     return differ[0] if len(differ) == 1 else None
 
 
-def _best(word: str, own: float, scores: dict[str, float]) -> tuple[str, float] | None:
-    """(the candidate that best explains ``word``, by how much it beats the word itself), or None."""
+def _bar(margin: float) -> float:
+    """log P of a word above which no candidate can beat it: the cheapest slip plus the margin."""
+    return -(min(channel.COSTS.values()) + margin)
+
+
+def _best(word: str, scores: dict[str, float]) -> tuple[str, float] | None:
+    """(the candidate that best explains ``word``, by how much it beats the word itself), or None; ``scores``:
+    each candidate's log-probability against the word's."""
     if not scores:
         return None
-    gains = {c: v - channel.cost(word, c) - own for c, v in scores.items()}
+    gains = {c: v - channel.cost(word, c) for c, v in scores.items()}
     best = max(gains, key=gains.get)
     return best, gains[best]
 

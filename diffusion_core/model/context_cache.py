@@ -20,6 +20,8 @@ beside it; attention over padded (masked) keys differs from unpadded in the last
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from diffusion_core.model.llama import NativeLlamaDenoiser, _rotate, rotary
@@ -117,6 +119,7 @@ class ContextCache:
         L, heads, C, d = keys.shape
         prefix = max(start for start, _ in spans)
         parts_k, parts_v, suffix_at, width = [keys[:, :, :prefix]], [values[:, :, :prefix]], {}, prefix
+        suffixes = []                                                          # per canvas: (its copy's offset, keys)
         for row, (start, end) in zip(canvases, spans):
             back, shift = len(row) - end, len(row) - C                         # suffix keys kept; how far it moved
             if (back, shift) not in suffix_at:                                 # one turned copy per place it stands
@@ -128,6 +131,7 @@ class ContextCache:
                 parts_k.append(suffix_k)
                 parts_v.append(values[:, :, C - back:])
                 width += back
+            suffixes.append((suffix_at[back, shift], back))
         pad = keys.new_zeros(L, heads, padded(width, KEYS) - width, d)
         context_k, context_v = torch.cat(parts_k + [pad], dim=2), torch.cat(parts_v + [pad], dim=2)  # (L, kv, W, d)
         W = context_k.shape[2]
@@ -136,10 +140,8 @@ class ContextCache:
         ids = torch.cat([row[start:end] for row, (start, end) in zip(canvases, spans)])
         positions = torch.cat([torch.arange(start, end) for start, end in spans])
         reads = torch.zeros(rows, W + rows, dtype=torch.bool)                 # (query, key): context, then rows
-        at = [sum(sizes[:b]) for b in range(len(sizes))]
-        for row, (start, end), a, A in zip(canvases, spans, at, sizes):
-            back = len(row) - end
-            suffix = suffix_at[back, len(row) - C]
+        at = [0, *itertools.accumulate(sizes)][:-1]                            # each canvas's first row
+        for (start, _), (suffix, back), a, A in zip(spans, suffixes, at, sizes):
             reads[a:a + A, :start] = True                                      # the prefix before its part
             reads[a:a + A, suffix:suffix + back] = True                        # its suffix
             reads[a:a + A, W + a:W + a + A] = True                             # its own part

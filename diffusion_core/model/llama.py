@@ -97,12 +97,9 @@ class _Attention(nn.Module):
         B, T, _ = x.shape
         if self.qkv is None:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-            q = q.view(B, T, self.heads, self.head_dim).transpose(1, 2)     # (B, h, T, d)
-            k = k.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d)
-            v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
-            if cos.dim() == 3:  # one row of positions per canvas: (B, T, d) -> (B, 1, T, d)
-                cos, sin = cos[:, None], sin[:, None]
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            q = _rotate(q.view(B, T, self.heads, self.head_dim), cos.unsqueeze(-2), sin.unsqueeze(-2)).transpose(1, 2)
+            k = _rotate(k.view(B, T, self.kv_heads, self.head_dim), cos.unsqueeze(-2), sin.unsqueeze(-2)).transpose(1, 2)
+            v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv, T, d); q (B, h, T, d)
         else:  # fused: q and k turned in one go (fewer small ops: they are half a pass's time at the cursor)
             qkv = self.qkv(x).view(B, T, self.heads + 2 * self.kv_heads, self.head_dim)      # (B, T, h+2kv, d)
             qk = _rotate(qkv[:, :, :self.heads + self.kv_heads], cos.unsqueeze(-2), sin.unsqueeze(-2))  # (B, T, h+kv, d)
